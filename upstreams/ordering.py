@@ -1,0 +1,135 @@
+"""The gateway's total order over tokens and its own filter matching.
+
+Every source, and the merge, orders by the same key: the sort value (names compared
+case-folded; nulls after every value in ASC, hence first in DESC, as PostgreSQL does), then
+the source key, then the local id. Sources that cannot sort or filter natively use these
+functions so that their pages agree exactly with the merge.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from datetime import datetime
+from functools import lru_cache
+
+from upstreams.model import (
+    Direction,
+    OrderField,
+    SortKey,
+    SortValue,
+    Status,
+    Token,
+    TokenFilter,
+    TokenOrder,
+)
+
+MAX_GLOB_LENGTH = 100
+DEFAULT_STATUSES = frozenset({Status.ACTIVE, Status.INACTIVE, Status.EXPIRED})
+
+
+def sort_value(token: Token, field: OrderField) -> SortValue:
+    if field is OrderField.CREATED_AT:
+        return token.created_at
+    if field is OrderField.LAST_USED_AT:
+        return token.last_used_at
+    if field is OrderField.EXPIRES_AT:
+        return token.expires_at
+    return token.name.casefold()
+
+
+def sort_key(token: Token, field: OrderField) -> SortKey:
+    return SortKey(sort_value(token, field), token.source, token.local_id)
+
+
+def _ascending_tuple(key: SortKey) -> tuple[int, SortValue, str, str]:
+    # Null sorts after every value in ascending order.
+    if key.value is None:
+        return (1, "", key.source, key.local_id)
+    return (0, key.value, key.source, key.local_id)
+
+
+def comes_before(a: SortKey, b: SortKey, direction: Direction) -> bool:
+    """True when ``a`` precedes ``b`` in ``direction``."""
+    ta, tb = _ascending_tuple(a), _ascending_tuple(b)
+    return ta < tb if direction is Direction.ASC else ta > tb  # type: ignore[operator]
+
+
+def order_tokens(tokens: Iterable[Token], order: TokenOrder) -> list[Token]:
+    """Tokens sorted in ``order`` by the gateway's total order."""
+    return sorted(
+        tokens,
+        key=lambda t: _ascending_tuple(sort_key(t, order.field)),  # type: ignore[arg-type,return-value]
+        reverse=order.direction is Direction.DESC,
+    )
+
+
+def after_key(tokens: Iterable[Token], order: TokenOrder, after: SortKey | None) -> list[Token]:
+    """The tokens that come strictly after ``after`` in ``order`` (all of them when None)."""
+    if after is None:
+        return list(tokens)
+    return [t for t in tokens if comes_before(after, sort_key(t, order.field), order.direction)]
+
+
+@lru_cache(maxsize=256)
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    parts = []
+    for ch in pattern:
+        if ch == "*":
+            parts.append(".*")
+        elif ch == "?":
+            parts.append(".")
+        else:
+            parts.append(re.escape(ch))
+    return re.compile("".join(parts), re.IGNORECASE | re.DOTALL)
+
+
+def glob_matches(pattern: str, name: str) -> bool:
+    """Case-insensitive glob where ``*`` is any run of characters and ``?`` one character."""
+    return _glob_regex(pattern).fullmatch(name) is not None
+
+
+def matches(token: Token, flt: TokenFilter) -> bool:
+    """Whether ``token`` satisfies every constraint of ``flt`` that concerns a token's fields.
+
+    Source selection (``sources``, ``providers``) and ``user_id`` (which picks the user the
+    OAuth-style server lists) are the router's and adapters' business, not this function's.
+    """
+    statuses = flt.statuses if flt.statuses is not None else DEFAULT_STATUSES
+    if token.status not in statuses:
+        return False
+    if flt.name_glob is not None and not glob_matches(flt.name_glob, token.name):
+        return False
+    if flt.scope is not None and flt.scope not in token.scopes:
+        return False
+    if flt.application_id is not None and (
+        token.owner is None or token.owner.kind != "APPLICATION" or token.owner.id != flt.application_id
+    ):
+        return False
+    if flt.owner_user is not None and (
+        token.owner is None or token.owner.kind != "USER" or token.owner.id != flt.owner_user
+    ):
+        return False
+    return _created_within(token.created_at, flt.created_after, flt.created_before)
+
+
+def _created_within(
+    created: datetime | None, after: datetime | None, before: datetime | None
+) -> bool:
+    if after is None and before is None:
+        return True
+    if created is None:
+        return False
+    if after is not None and not created > after:
+        return False
+    return before is None or created < before
+
+
+def local_page(
+    tokens: Iterable[Token], flt: TokenFilter, order: TokenOrder, after: SortKey | None, limit: int
+) -> tuple[list[Token], bool, int]:
+    """Filter, order, seek and slice an in-memory list: (page, has_more, total matches)."""
+    matching = [t for t in tokens if matches(t, flt)]
+    ordered = order_tokens(matching, order)
+    rest = after_key(ordered, order, after)
+    return rest[:limit], len(rest) > limit, len(matching)
