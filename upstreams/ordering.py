@@ -52,14 +52,14 @@ def _ascending_tuple(key: SortKey) -> tuple[int, SortValue, str, str]:
 def comes_before(a: SortKey, b: SortKey, direction: Direction) -> bool:
     """True when ``a`` precedes ``b`` in ``direction``."""
     ta, tb = _ascending_tuple(a), _ascending_tuple(b)
-    return ta < tb if direction is Direction.ASC else ta > tb  # type: ignore[operator]
+    return ta < tb if direction is Direction.ASC else ta > tb
 
 
 def order_tokens(tokens: Iterable[Token], order: TokenOrder) -> list[Token]:
     """Tokens sorted in ``order`` by the gateway's total order."""
     return sorted(
         tokens,
-        key=lambda t: _ascending_tuple(sort_key(t, order.field)),  # type: ignore[arg-type,return-value]
+        key=lambda t: _ascending_tuple(sort_key(t, order.field)),
         reverse=order.direction is Direction.DESC,
     )
 
@@ -81,12 +81,16 @@ def _glob_regex(pattern: str) -> re.Pattern[str]:
             parts.append(".")
         else:
             parts.append(re.escape(ch))
-    return re.compile("".join(parts), re.IGNORECASE | re.DOTALL)
+    return re.compile("".join(parts), re.DOTALL)
 
 
 def glob_matches(pattern: str, name: str) -> bool:
-    """Case-insensitive glob where ``*`` is any run of characters and ``?`` one character."""
-    return _glob_regex(pattern).fullmatch(name) is not None
+    """Case-insensitive glob where ``*`` is any run of characters and ``?`` one character.
+
+    Both sides are case-folded first (as the store's SQL LIKE on its folded name column
+    does), so every source agrees on what matches.
+    """
+    return _glob_regex(pattern.casefold()).fullmatch(name.casefold()) is not None
 
 
 def matches(token: Token, flt: TokenFilter) -> bool:

@@ -1,0 +1,166 @@
+"""The Starlette application: /graphql, /healthz, /readyz; the lifespan owns store and clients."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway.auth import BearerAuth
+from gateway.config import Config
+from gateway.logs import request_id_var
+from gateway.upstream_factory import build_upstreams, http_client
+from gateway.view import GatewayView
+from schema.build import build_schema
+from schema.types import SourceCapabilities, SourceType
+from upstreams import ids
+from upstreams.service import TokenService
+from upstreams.store import SecretHasher, StoreSource, create_engine, load_key, migrate
+
+log = logging.getLogger("tokengate.app")
+BOOTSTRAP_ENV = "TOKENGATE_BOOTSTRAP_TOKEN"
+
+
+@dataclass
+class Runtime:
+    """What the lifespan builds and tears down."""
+
+    store: StoreSource
+    service: TokenService
+
+
+class RequestId:
+    """Gives every request an id (or keeps a sane incoming X-Request-Id) for logs and errors."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        request_id = incoming if incoming.isalnum() and len(incoming) <= 64 else uuid.uuid4().hex
+        token = request_id_var.set(request_id)
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            request_id_var.reset(token)
+
+
+async def open_store(config: Config) -> StoreSource:
+    """Engine, migrations, server key: the store ready to use (also for the CLI)."""
+    engine = create_engine(config.store.url)
+    await migrate(engine)
+    hasher = SecretHasher(load_key(config.store.key_file))
+    return StoreSource(engine, hasher, touch_interval_s=config.store.touch_interval_s)
+
+
+def source_types(service: TokenService) -> dict[str, SourceType]:
+    return {
+        key: SourceType(
+            id=ids.source_id(key),  # type: ignore[arg-type]
+            key=key,
+            name=source.name,
+            provider=source.provider,
+            capabilities=SourceCapabilities.of(source.capabilities),
+        )
+        for key, source in service.sources.items()
+    }
+
+
+class _LazyGraphQL:
+    """Routes to the GraphQL view built by the lifespan (the store is needed to build it)."""
+
+    def __init__(self) -> None:
+        self.app: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.app is None:
+            response = JSONResponse({"errors": [{"message": "starting up"}]}, status_code=503)
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def create_app(config: Config) -> Starlette:
+    schema = build_schema(max_depth=config.limits.max_depth, max_aliases=config.limits.max_aliases)
+    graphql = _LazyGraphQL()
+    state: dict[str, Runtime] = {}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        store = await open_store(config)
+        bootstrap = os.environ.get(BOOTSTRAP_ENV)
+        if bootstrap:
+            await store.ensure_bootstrap(bootstrap)
+        client = http_client()
+        upstreams = build_upstreams(config.sources, client)
+        service = TokenService(
+            store, upstreams, timeouts_s={s.key: s.timeout_s for s in config.sources}
+        )
+        view = GatewayView(
+            schema, service, source_types(service), graphiql=config.server.graphiql
+        )
+        graphql.app = BearerAuth(view, store)
+        state["runtime"] = Runtime(store=store, service=service)
+        log.info("tokengate ready: %d source(s)", len(service.sources))
+        try:
+            yield
+        finally:
+            graphql.app = None
+            await service.aclose()
+            await client.aclose()
+
+    async def healthz(_request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(_request: Request) -> JSONResponse:
+        runtime = state.get("runtime")
+        upstream_keys = [s.key for s in config.sources]
+        sources = dict.fromkeys(upstream_keys, "ok")
+        store_ok = runtime is not None and await runtime.store.ping()
+        body = {
+            "status": "ready" if store_ok else "unavailable",
+            "store": "ok" if store_ok else "down",
+            "sources": sources,
+        }
+        return JSONResponse(body, status_code=200 if store_ok else 503)
+
+    middleware = [Middleware(RequestId)]
+    if config.server.cors_origins:
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(config.server.cors_origins),
+                allow_methods=["GET", "POST"],
+                allow_headers=["authorization", "content-type"],
+            )
+        )
+    return Starlette(
+        routes=[
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            Route("/graphql", graphql, methods=["GET", "POST"]),
+        ],
+        middleware=middleware,
+        lifespan=lifespan,
+    )

@@ -1,0 +1,83 @@
+"""Bearer credentials -> a Principal. The only place where an HTTP 401 is decided."""
+
+from __future__ import annotations
+
+import orjson
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from upstreams.principal import Principal
+from upstreams.store.source import StoreSource
+
+CHALLENGE = b'Bearer realm="tokengate"'
+
+
+def bearer_secret(authorization: str | None) -> str | None:
+    if not authorization:
+        return None
+    scheme, _, value = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    return value.strip()
+
+
+async def authenticate(store: StoreSource, authorization: str | None) -> Principal | None:
+    secret = bearer_secret(authorization)
+    if secret is None:
+        return None
+    return await store.authenticate(secret)
+
+
+def _wants_graphiql(scope: Scope, headers: dict[bytes, bytes]) -> bool:
+    if scope["method"] != "GET" or scope.get("query_string"):
+        return False
+    return b"text/html" in headers.get(b"accept", b"")
+
+
+class BearerAuth:
+    """Authenticates every GraphQL request before Strawberry sees it.
+
+    Missing or bad credentials answer HTTP 401 with a GraphQL-shaped JSON body whose error
+    code is UNAUTHENTICATED. The GraphiQL page itself (a static HTML page) needs no token;
+    the queries it sends do.
+    """
+
+    def __init__(self, app: ASGIApp, store: StoreSource) -> None:
+        self.app = app
+        self.store = store
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        if _wants_graphiql(scope, headers):
+            await self.app(scope, receive, send)
+            return
+        raw = headers.get(b"authorization")
+        principal = await authenticate(self.store, raw.decode("latin-1") if raw else None)
+        if principal is None:
+            message = (
+                "missing credentials: send Authorization: Bearer <token>"
+                if raw is None
+                else "invalid credentials"
+            )
+            await _unauthenticated(send, message)
+            return
+        scope.setdefault("state", {})["principal"] = principal
+        await self.app(scope, receive, send)
+
+
+async def _unauthenticated(send: Send, message: str) -> None:
+    body = orjson.dumps({"errors": [{"message": message, "extensions": {"code": "UNAUTHENTICATED"}}]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 401,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"www-authenticate", CHALLENGE),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,171 @@
+"""The ``tokengate`` command: serve, token create, export-schema, migrate, simulate."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from gateway import config as config_module
+from gateway.config import Config, ConfigError
+
+EXIT_CONFIG = 2
+
+
+def _load(args: argparse.Namespace) -> Config:
+    return config_module.load(
+        Path(args.config) if args.config else None,
+        host=getattr(args, "host", None),
+        port=getattr(args, "port", None),
+    )
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from gateway import logs
+    from gateway.app import create_app
+
+    logs.setup(args.log_level.upper())
+    config = _load(args)
+    app = create_app(config)
+    print(
+        f"tokengate: serving GraphQL on http://{config.server.host}:{config.server.port}/graphql",
+        file=sys.stderr,
+    )
+    uvicorn.run(
+        app,
+        host=config.server.host,
+        port=config.server.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+        lifespan="on",
+    )
+    return 0
+
+
+async def _create_token(args: argparse.Namespace, config: Config) -> dict[str, object]:
+    from gateway.app import open_store
+    from upstreams import ids
+    from upstreams.model import CreateSpec
+
+    known = {"internal", *(s.key for s in config.sources)}
+    unknown = [s for s in args.source or [] if s not in known]
+    if unknown:
+        raise ConfigError(f"--source {unknown[0]!r} is not a configured source (known: {sorted(known)})")
+    store = await open_store(config)
+    try:
+        created = await store.create(
+            CreateSpec(
+                name=args.name,
+                scopes=tuple(args.scope),
+                subject=args.subject,
+                allowed_sources=frozenset(args.source) if args.source else None,
+            )
+        )
+    finally:
+        await store.aclose()
+    token = created.token
+    return {
+        "id": ids.token_id(token.source, token.local_id),
+        "secret": created.secret,
+        "name": token.name,
+        "scopes": list(token.scopes),
+        "subject": args.subject,
+        "allowedSources": sorted(args.source) if args.source else None,
+        "createdAt": token.created_at.isoformat() if token.created_at else None,
+    }
+
+
+def _token_create(args: argparse.Namespace) -> int:
+    from upstreams.errors import TokengateError
+
+    config = _load(args)
+    try:
+        out = asyncio.run(_create_token(args, config))
+    except TokengateError as exc:
+        print(f"tokengate: {exc.message}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(out))
+    else:
+        print(f"id:     {out['id']}\nscopes: {', '.join(args.scope)}\nsecret: {out['secret']}")
+        print("The secret is shown once; store it now.", file=sys.stderr)
+    return 0
+
+
+def _export_schema(_args: argparse.Namespace) -> int:
+    from schema.build import build_schema
+
+    sys.stdout.write(build_schema().as_str() + "\n")
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from upstreams.store import create_engine, migrate
+    from upstreams.store.migrate import current_revision
+
+    config = _load(args)
+
+    async def run() -> str | None:
+        engine = create_engine(config.store.url)
+        try:
+            await migrate(engine)
+            return await current_revision(engine)
+        finally:
+            await engine.dispose()
+
+    print(f"tokengate: store at revision {asyncio.run(run())}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tokengate", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def with_config(sp: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        sp.add_argument("--config", help="TOML config file (default: $TOKENGATE_CONFIG)")
+        return sp
+
+    serve = with_config(sub.add_parser("serve", help="serve the GraphQL API"))
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.set_defaults(func=_serve)
+
+    token = sub.add_parser("token", help="manage internal tokens")
+    token_sub = token.add_subparsers(dest="token_command", required=True)
+    create = with_config(token_sub.add_parser("create", help="create an internal token"))
+    create.add_argument("--name", required=True)
+    create.add_argument("--scope", action="append", required=True, help="repeatable")
+    create.add_argument("--subject", help="bind the token to this user id")
+    create.add_argument("--source", action="append", help="bind to this source key (repeatable)")
+    create.add_argument("--json", action="store_true", help="print one JSON object")
+    create.set_defaults(func=_token_create)
+
+    export = sub.add_parser("export-schema", help="print the SDL of the served schema")
+    export.set_defaults(func=_export_schema)
+
+    mig = with_config(sub.add_parser("migrate", help="apply store migrations"))
+    mig.set_defaults(func=_migrate)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except ConfigError as exc:
+        print(f"tokengate: config error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

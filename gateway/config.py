@@ -1,0 +1,371 @@
+"""The TOML config -> frozen dataclasses, validated up front with messages naming key and line.
+
+Precedence: command-line flags > environment variables > config file > defaults. Secrets
+never live in the file: it names the environment variables that hold them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from upstreams.ids import SOURCE_KEY_PATTERN
+
+CONFIG_ENV = "TOKENGATE_CONFIG"
+STORE_URL_ENV = "TOKENGATE_STORE_URL"
+HOST_ENV = "TOKENGATE_HOST"
+PORT_ENV = "TOKENGATE_PORT"
+DEFAULT_STORE_URL = "sqlite:///./tokengate.db"
+PROVIDERS = ("amper", "oauth", "losant")
+_HEX24 = re.compile(r"[0-9a-fA-F]{24}")
+
+
+class ConfigError(ValueError):
+    """A config problem, worded for the operator: which key, which line, what to do."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    graphiql: bool = True
+    introspection: bool = True
+    cors_origins: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class StoreConfig:
+    url: str = DEFAULT_STORE_URL
+    key_file: Path = Path("tokengate.key")
+    touch_interval_s: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsConfig:
+    max_aliases: int = 30
+    max_depth: int = 15
+    max_cost: int = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class SourceConfig:
+    key: str
+    provider: str
+    name: str
+    base_url: str
+    timeout_s: float = 10.0
+    max_concurrency: int = 20
+    retries: int = 2
+    page_size_param: str = "length"
+    application_ids: tuple[str, ...] = ()
+    # Resolved from the environment variables the file names; never printed.
+    credentials: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    server: ServerConfig = ServerConfig()
+    store: StoreConfig = StoreConfig()
+    limits: LimitsConfig = LimitsConfig()
+    sources: tuple[SourceConfig, ...] = ()
+    path: Path | None = None
+
+
+_SECTION_KEYS: dict[str, set[str]] = {
+    "server": {"host", "port", "graphiql", "introspection", "cors_origins"},
+    "store": {"url", "key_file", "touch_interval_s"},
+    "limits": {"max_aliases", "max_depth", "max_cost"},
+}
+_SOURCE_KEYS = {
+    "key",
+    "provider",
+    "name",
+    "base_url",
+    "timeout_s",
+    "max_concurrency",
+    "retries",
+    "token_env",
+    "client_id_env",
+    "client_secret_env",
+    "application_id",
+    "application_ids",
+    "page_size_param",
+}
+_CREDENTIAL_ENVS = {
+    "amper": ("token_env",),
+    "oauth": ("client_id_env", "client_secret_env"),
+    "losant": ("token_env",),
+}
+
+
+class _Locator:
+    """Finds the line of a key in the file, so that errors can point at it."""
+
+    def __init__(self, text: str, path: Path) -> None:
+        self.lines = text.splitlines()
+        self.path = path
+
+    def where(self, section: str, key: str | None = None, index: int | None = None) -> str:
+        current, counts = "", {"sources": -1}
+        section_line = None
+        for number, line in enumerate(self.lines, start=1):
+            stripped = line.strip()
+            if stripped.startswith("[[") and stripped.endswith("]]"):
+                current = stripped[2:-2].strip()
+                counts[current] = counts.get(current, -1) + 1
+                if current == section and counts[current] == index and key is None:
+                    return f"{self.path.name}:{number}"
+                if current == section and counts[current] == index:
+                    section_line = number
+                continue
+            if stripped.startswith("[") and stripped.endswith("]"):
+                current = stripped[1:-1].strip()
+                if current == section and index is None:
+                    section_line = number
+                    if key is None:
+                        return f"{self.path.name}:{number}"
+                continue
+            in_section = current == section and (index is None or counts.get(current) == index)
+            if in_section and key is not None and re.match(rf"\s*{re.escape(key)}\s*=", line):
+                return f"{self.path.name}:{number}"
+        if section_line is not None:
+            return f"{self.path.name}:{section_line}"
+        return self.path.name
+
+
+def load(
+    path: Path | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    host: str | None = None,
+    port: int | None = None,
+) -> Config:
+    """The effective config: ``path`` (or ``$TOKENGATE_CONFIG``), env vars, then flags."""
+    env = os.environ if environ is None else environ
+    if path is None and env.get(CONFIG_ENV):
+        path = Path(env[CONFIG_ENV])
+    config = _from_file(path, env) if path is not None else Config()
+    server, store = config.server, config.store
+    if env.get(STORE_URL_ENV):
+        store = _replace_store(store, url=_check_store_url(env[STORE_URL_ENV], STORE_URL_ENV))
+    if env.get(HOST_ENV):
+        server = _replace_server(server, host=env[HOST_ENV])
+    if env.get(PORT_ENV):
+        server = _replace_server(server, port=_port(env[PORT_ENV], PORT_ENV))
+    if host is not None:
+        server = _replace_server(server, host=host)
+    if port is not None:
+        server = _replace_server(server, port=_port(str(port), "--port"))
+    return Config(
+        server=server, store=store, limits=config.limits, sources=config.sources, path=config.path
+    )
+
+
+def _replace_server(server: ServerConfig, **changes: Any) -> ServerConfig:
+    values = {f: getattr(server, f) for f in ServerConfig.__dataclass_fields__}
+    values.update(changes)
+    return ServerConfig(**values)
+
+
+def _replace_store(store: StoreConfig, **changes: Any) -> StoreConfig:
+    values = {f: getattr(store, f) for f in StoreConfig.__dataclass_fields__}
+    values.update(changes)
+    return StoreConfig(**values)
+
+
+def _port(raw: str, where: str) -> int:
+    try:
+        port = int(raw)
+    except ValueError:
+        raise ConfigError(f"{where}: port must be a number, got {raw!r}") from None
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"{where}: port must be between 0 and 65535, got {port}")
+    return port
+
+
+def _check_store_url(url: str, where: str) -> str:
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(f"{where}: not a database URL: use sqlite:///FILE or postgresql://...") from None
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise ConfigError(f"{where}: the store URL must start with sqlite:// or postgresql://")
+    return url
+
+
+def _from_file(path: Path, env: Mapping[str, str]) -> Config:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read the config file {path}: {exc.strerror}") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path.name}: not valid TOML: {exc}") from None
+    loc = _Locator(text, path)
+    base = path.resolve().parent
+    for section in raw:
+        if section not in _SECTION_KEYS and section != "sources":
+            raise ConfigError(f"{loc.where(section)}: unknown section [{section}]")
+    for section, allowed in _SECTION_KEYS.items():
+        table = raw.get(section, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"{loc.where(section)}: [{section}] must be a table")
+        for key in table:
+            if key not in allowed:
+                raise ConfigError(
+                    f"{loc.where(section, key)}: unknown key {section}.{key} "
+                    f"(known: {', '.join(sorted(allowed))})"
+                )
+    server_raw, store_raw, limits_raw = (raw.get(s, {}) for s in ("server", "store", "limits"))
+    server = ServerConfig(
+        host=_typed(server_raw, "host", str, "127.0.0.1", loc, "server"),
+        port=_port(str(_typed(server_raw, "port", int, 8000, loc, "server")), loc.where("server", "port")),
+        graphiql=_typed(server_raw, "graphiql", bool, True, loc, "server"),
+        introspection=_typed(server_raw, "introspection", bool, True, loc, "server"),
+        cors_origins=tuple(_typed(server_raw, "cors_origins", list, [], loc, "server")),
+    )
+    url = _typed(store_raw, "url", str, DEFAULT_STORE_URL, loc, "store")
+    _check_store_url(url, loc.where("store", "url"))
+    store = StoreConfig(
+        url=_resolve_sqlite(url, base),
+        key_file=base / _typed(store_raw, "key_file", str, "tokengate.key", loc, "store"),
+        touch_interval_s=float(_typed(store_raw, "touch_interval_s", (int, float), 60.0, loc, "store")),
+    )
+    limits = LimitsConfig(
+        max_aliases=_positive(limits_raw, "max_aliases", 30, loc),
+        max_depth=_positive(limits_raw, "max_depth", 15, loc),
+        max_cost=_positive(limits_raw, "max_cost", 1000, loc),
+    )
+    sources_raw = raw.get("sources", [])
+    if not isinstance(sources_raw, list):
+        raise ConfigError(f"{loc.where('sources')}: use [[sources]] tables for sources")
+    sources = tuple(_source(s, i, loc, env) for i, s in enumerate(sources_raw))
+    seen: set[str] = set()
+    for i, s in enumerate(sources):
+        if s.key in seen or s.key == "internal":
+            raise ConfigError(
+                f"{loc.where('sources', 'key', i)}: source key {s.key!r} is used twice "
+                "('internal' is the store's)"
+            )
+        seen.add(s.key)
+    return Config(server=server, store=store, limits=limits, sources=sources, path=path)
+
+
+def _resolve_sqlite(url: str, base: Path) -> str:
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return url
+    db = Path(parsed.database)
+    if not db.is_absolute():
+        db = base / db
+    return str(parsed.set(database=str(db)).render_as_string(hide_password=False))
+
+
+def _typed(
+    table: Mapping[str, Any],
+    key: str,
+    kind: type | tuple[type, ...],
+    default: Any,
+    loc: _Locator,
+    section: str,
+    index: int | None = None,
+) -> Any:
+    if key not in table:
+        return default
+    value = table[key]
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+        names = " or ".join(k.__name__ for k in kinds)
+        raise ConfigError(f"{loc.where(section, key, index)}: {key} must be a {names}")
+    return value
+
+
+def _positive(table: Mapping[str, Any], key: str, default: int, loc: _Locator) -> int:
+    value: int = _typed(table, key, int, default, loc, "limits")
+    if value < 1:
+        raise ConfigError(f"{loc.where('limits', key)}: {key} must be at least 1")
+    return value
+
+
+def _source(raw: Any, index: int, loc: _Locator, env: Mapping[str, str]) -> SourceConfig:
+    def where(key: str | None = None) -> str:
+        return loc.where("sources", key, index)
+
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where()}: each [[sources]] entry must be a table")
+    for key in raw:
+        if key not in _SOURCE_KEYS:
+            raise ConfigError(
+                f"{where(key)}: unknown key sources.{key} (known: {', '.join(sorted(_SOURCE_KEYS))})"
+            )
+    for required in ("key", "provider", "base_url"):
+        if required not in raw:
+            raise ConfigError(f"{where()}: [[sources]] entry #{index + 1} needs {required!r}")
+    key = _typed(raw, "key", str, None, loc, "sources", index)
+    if not SOURCE_KEY_PATTERN.fullmatch(key):
+        raise ConfigError(
+            f"{where('key')}: key {key!r} must be lowercase letters, digits, '-' or '_', "
+            "starting with a letter"
+        )
+    provider = _typed(raw, "provider", str, None, loc, "sources", index)
+    if provider not in PROVIDERS:
+        raise ConfigError(f"{where('provider')}: provider must be one of {', '.join(PROVIDERS)}")
+    base_url = _typed(raw, "base_url", str, None, loc, "sources", index).rstrip("/")
+    parts = urlsplit(base_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise ConfigError(f"{where('base_url')}: base_url must be an http(s) URL, got {base_url!r}")
+    if parts.username or parts.password:
+        raise ConfigError(f"{where('base_url')}: base_url must not hold credentials")
+    credentials: dict[str, str] = {}
+    for env_key in _CREDENTIAL_ENVS[provider]:
+        var = _typed(raw, env_key, str, None, loc, "sources", index)
+        if var is None:
+            raise ConfigError(f"{where()}: a {provider} source needs {env_key!r}")
+        value = env.get(var)
+        if not value:
+            raise ConfigError(
+                f"{where(env_key)}: the environment variable {var} (named by {env_key}) is not set"
+            )
+        credentials[env_key.removesuffix("_env")] = value
+    app_ids: list[str] = []
+    if provider == "losant":
+        single = _typed(raw, "application_id", str, None, loc, "sources", index)
+        many = _typed(raw, "application_ids", list, [], loc, "sources", index)
+        app_ids = ([single] if single else []) + list(many)
+        if not app_ids:
+            raise ConfigError(f"{where()}: a losant source needs application_id or application_ids")
+        bad = [a for a in app_ids if not isinstance(a, str) or not _HEX24.fullmatch(a)]
+        if bad:
+            raise ConfigError(f"{where('application_id')}: {bad[0]!r} is not a 24-hex Losant id")
+    page_size_param = _typed(raw, "page_size_param", str, "length", loc, "sources", index)
+    if page_size_param not in ("length", "limit"):
+        raise ConfigError(f"{where('page_size_param')}: page_size_param must be 'length' or 'limit'")
+    timeout_s = float(_typed(raw, "timeout_s", (int, float), 10.0, loc, "sources", index))
+    if not 0 < timeout_s <= 300:
+        raise ConfigError(f"{where('timeout_s')}: timeout_s must be between 0 and 300 seconds")
+    max_concurrency = _typed(raw, "max_concurrency", int, 20, loc, "sources", index)
+    retries = _typed(raw, "retries", int, 2, loc, "sources", index)
+    if max_concurrency < 1 or not 0 <= retries <= 10:
+        raise ConfigError(f"{where()}: max_concurrency must be >= 1 and retries 0..10")
+    return SourceConfig(
+        key=key,
+        provider=provider,
+        name=_typed(raw, "name", str, key, loc, "sources", index),
+        base_url=base_url,
+        timeout_s=timeout_s,
+        max_concurrency=max_concurrency,
+        retries=retries,
+        page_size_param=page_size_param,
+        application_ids=tuple(app_ids),
+        credentials=credentials,
+    )

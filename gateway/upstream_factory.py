@@ -1,0 +1,68 @@
+"""Configured upstream sources -> adapter instances sharing one pooled HTTP client."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import httpx
+
+from gateway.config import SourceConfig
+from upstreams.base import TokenSource
+
+
+def build_upstreams(configs: Sequence[SourceConfig], client: httpx.AsyncClient) -> list[TokenSource]:
+    sources: list[TokenSource] = []
+    for cfg in configs:
+        if cfg.provider == "amper":
+            from upstreams.amper import AmperSource
+
+            sources.append(
+                AmperSource(
+                    key=cfg.key,
+                    name=cfg.name,
+                    base_url=cfg.base_url,
+                    client=client,
+                    api_token=cfg.credentials["token"],
+                    page_size_param=cfg.page_size_param,
+                    timeout_s=cfg.timeout_s,
+                )
+            )
+        elif cfg.provider == "oauth":
+            from upstreams.oauth import OAuthSource
+
+            sources.append(
+                OAuthSource(
+                    key=cfg.key,
+                    name=cfg.name,
+                    base_url=cfg.base_url,
+                    client=client,
+                    client_id=cfg.credentials["client_id"],
+                    client_secret=cfg.credentials["client_secret"],
+                    timeout_s=cfg.timeout_s,
+                )
+            )
+        else:
+            from upstreams.losant import LosantSource
+
+            sources.append(
+                LosantSource(
+                    key=cfg.key,
+                    name=cfg.name,
+                    base_url=cfg.base_url,
+                    client=client,
+                    api_token=cfg.credentials["token"],
+                    application_ids=cfg.application_ids,
+                    timeout_s=cfg.timeout_s,
+                )
+            )
+    return sources
+
+
+def http_client(max_connections: int = 100) -> httpx.AsyncClient:
+    """The shared upstream client: pooled, no base URL and no auth (adapters add their own)."""
+    return httpx.AsyncClient(
+        limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=50),
+        timeout=httpx.Timeout(10.0, connect=5.0),
+        follow_redirects=False,
+        trust_env=False,
+    )

@@ -1,0 +1,101 @@
+"""The Strawberry ASGI view: context per request, our error format, orjson encoding."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from graphql import GraphQLError
+from starlette.requests import Request
+from cross_web import HTTPException
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+from strawberry.asgi import GraphQL
+from strawberry.http import GraphQLHTTPResponse
+from strawberry.types import ExecutionResult
+
+from gateway.logs import request_id_var
+from schema.context import Context
+from schema.errors import format_error
+from schema.loaders import TokenLoader
+from schema.types import SourceType
+from upstreams.principal import Principal
+from upstreams.service import TokenService
+
+
+class GatewayView(GraphQL[Context, None]):
+    def __init__(
+        self,
+        schema: Any,
+        service: TokenService,
+        source_types: Mapping[str, SourceType],
+        *,
+        graphiql: bool = True,
+    ) -> None:
+        super().__init__(
+            schema,
+            graphql_ide="graphiql" if graphiql else None,
+            allow_queries_via_get=True,
+        )
+        self.service = service
+        self.source_types = source_types
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":  # no subscriptions: HTTP only
+            return
+        try:
+            response = await self.run(Request(scope=scope, receive=receive))
+        except HTTPException as exc:
+            # HTTP-level refusals (batching, unreadable body, wrong method) get a GraphQL-shaped
+            # JSON body too, so every client parses one format.
+            code = "BAD_USER_INPUT" if exc.status_code == 400 else "BAD_REQUEST"
+            if exc.status_code == 405:
+                code = "METHOD_NOT_ALLOWED"
+            message = exc.reason
+            if "Batching" in message:
+                message = "batched requests (a JSON array of operations) are not accepted"
+            response = Response(
+                orjson.dumps({"errors": [{"message": message, "extensions": {"code": code}}]}),
+                status_code=exc.status_code,
+                media_type="application/json",
+            )
+        await response(scope, receive, send)
+
+    async def get_context(self, request: Request | Any, response: Response | Any) -> Context:
+        principal: Principal | None = request.scope.get("state", {}).get("principal")
+        request_id = request_id_var.get() or uuid.uuid4().hex
+        if principal is None:
+            # Only the GraphiQL page gets here unauthenticated; it runs no operation.
+            principal = Principal(token_id="", scopes=frozenset())
+        context = Context(
+            service=self.service,
+            principal=principal,
+            token_loader=TokenLoader(self.service, principal, self.source_types),
+            service_types=self.source_types,
+            request_id=request_id,
+            request=request,
+            response=response,
+        )
+        request.state.gql_context = context
+        return context
+
+    async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
+        context: Context | None = getattr(request.state, "gql_context", None)
+        request_id = context.request_id if context is not None else (request_id_var.get() or "")
+        errors: list[GraphQLError] = list(result.errors or [])
+        if context is not None:
+            errors.extend(
+                GraphQLError(e.message, path=path, original_error=e)
+                for e, path in context.extra_errors
+            )
+        data: GraphQLHTTPResponse = {"data": result.data}
+        if errors:
+            data["errors"] = [format_error(e, request_id) for e in errors]
+        if result.extensions:
+            data["extensions"] = result.extensions
+        return data
+
+    def encode_json(self, data: object) -> bytes:
+        return orjson.dumps(data)

@@ -1,0 +1,28 @@
+"""What every resolver gets in ``info.context``: the caller, the service, per-request loaders."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from upstreams.errors import TokengateError
+from upstreams.principal import Principal
+from upstreams.service import TokenService
+
+if TYPE_CHECKING:
+    from schema.loaders import TokenLoader
+    from schema.types import SourceType
+
+
+@dataclass
+class Context:
+    service: TokenService
+    principal: Principal
+    token_loader: TokenLoader
+    service_types: Mapping[str, SourceType]
+    request_id: str
+    request: Any = None
+    response: Any = None
+    # Errors to report next to partial data (failed sources), added after execution.
+    extra_errors: list[tuple[TokengateError, list[str | int]]] = field(default_factory=list)

@@ -1,0 +1,25 @@
+"""GraphQL names for the domain enums, registered before any type uses them."""
+
+from __future__ import annotations
+
+import enum
+
+import strawberry
+
+from upstreams.model import Direction, OrderField, OwnerKind, Provider, Status
+
+strawberry.enum(Provider, name="TokenProvider")
+strawberry.enum(Status, name="TokenStatus")
+strawberry.enum(OwnerKind, name="OwnerKind")
+strawberry.enum(OrderField, name="TokenOrderField")
+strawberry.enum(Direction, name="OrderDirection")
+
+
+@strawberry.enum
+class SourceFailureReason(enum.Enum):
+    UNAVAILABLE = "UNAVAILABLE"
+    TIMEOUT = "TIMEOUT"
+    UNAUTHORIZED = "UNAUTHORIZED"
+    RATE_LIMITED = "RATE_LIMITED"
+    BAD_RESPONSE = "BAD_RESPONSE"
+    NEEDS_FILTER = "NEEDS_FILTER"

@@ -1,0 +1,176 @@
+"""GraphQL input types and their translation into validated domain values."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TypeVar
+
+import strawberry
+
+from upstreams.errors import InvalidInput
+from upstreams.model import (
+    CreateSpec,
+    Direction,
+    OrderField,
+    Provider,
+    Status,
+    TokenFilter,
+    TokenOrder,
+    UpdateSpec,
+)
+from upstreams.ordering import MAX_GLOB_LENGTH
+
+MAX_FILTER_ITEMS = 50
+T = TypeVar("T")
+MAX_TEXT = 256
+
+
+@strawberry.input(name="TokenOrder")
+class TokenOrderInput:
+    field: OrderField
+    direction: Direction
+
+
+@strawberry.input(name="TokenFilter")
+class TokenFilterInput:
+    sources: list[str] | None = strawberry.field(
+        default=None, description="Source keys; default: every source the caller may read."
+    )
+    providers: list[Provider] | None = None
+    statuses: list[Status] | None = strawberry.field(
+        default=None, description="Default: every status but REVOKED."
+    )
+    name: str | None = strawberry.field(
+        default=None, description='Case-insensitive glob on name, e.g. "ci-*" (* and ?).'
+    )
+    scope: str | None = strawberry.field(default=None, description="Only tokens that hold this scope.")
+    user_id: str | None = strawberry.field(
+        default=None,
+        description=(
+            "The user whose tokens the OAuth-style source lists: it lists one user at a time, "
+            "and without userId it is skipped and reported in failedSources as NEEDS_FILTER "
+            "(no error). Other sources are not filtered by it."
+        ),
+    )
+    application_id: str | None = strawberry.field(
+        default=None, description="Owner application id (Losant)."
+    )
+    created_after: datetime | None = strawberry.field(
+        default=None, description="Strictly after this instant."
+    )
+    created_before: datetime | None = strawberry.field(
+        default=None, description="Strictly before this instant."
+    )
+
+
+def aware(value: datetime | None, argument: str) -> datetime | None:
+    if value is None:
+        return None
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise InvalidInput(
+            f"{argument} needs a time zone offset, e.g. 2026-01-01T00:00:00Z", argument=argument
+        )
+    return value
+
+
+def _text(value: str | None, argument: str, limit: int = MAX_TEXT) -> str | None:
+    if value is None:
+        return None
+    if not value or len(value) > limit or any(ord(c) < 32 for c in value):
+        raise InvalidInput(
+            f"{argument} must be 1 to {limit} characters without control characters",
+            argument=argument,
+        )
+    return value
+
+
+def _items(values: list[T] | None, argument: str) -> frozenset[T] | None:
+    if values is None:
+        return None
+    if len(values) > MAX_FILTER_ITEMS:
+        raise InvalidInput(f"{argument} takes at most {MAX_FILTER_ITEMS} values", argument=argument)
+    return frozenset(values)
+
+
+def to_filter(raw: TokenFilterInput | None) -> TokenFilter:
+    if raw is None:
+        return TokenFilter()
+    name = _text(raw.name, "filter.name", MAX_GLOB_LENGTH)
+    if name is not None and name.count("*") > 10:
+        raise InvalidInput("filter.name may hold at most 10 '*'", argument="filter.name")
+    after = aware(raw.created_after, "filter.createdAfter")
+    before = aware(raw.created_before, "filter.createdBefore")
+    for key in raw.sources or []:
+        _text(key, "filter.sources", 64)
+    return TokenFilter(
+        sources=_items(raw.sources, "filter.sources"),
+        providers=_items(raw.providers, "filter.providers"),
+        statuses=_items(raw.statuses, "filter.statuses"),
+        name_glob=name,
+        scope=_text(raw.scope, "filter.scope"),
+        user_id=_text(raw.user_id, "filter.userId"),
+        application_id=_text(raw.application_id, "filter.applicationId", 64),
+        created_after=after,
+        created_before=before,
+    )
+
+
+def to_order(raw: TokenOrderInput | None) -> TokenOrder:
+    if raw is None:
+        return TokenOrder()
+    return TokenOrder(field=raw.field, direction=raw.direction)
+
+
+@strawberry.input
+class CreateTokenInput:
+    source: str = strawberry.field(description="Key of the source that will issue the token.")
+    name: str
+    description: str | None = None
+    scopes: list[str] | None = None
+    expires_at: datetime | None = None
+    application_id: str | None = None
+    subject: str | None = strawberry.field(
+        default=None,
+        description=(
+            "Internal tokens only: bind the new token to this user id "
+            "(it then sees only that user's tokens)."
+        ),
+    )
+    allowed_sources: list[str] | None = strawberry.field(
+        default=None,
+        description="Internal tokens only: the source keys the new token may read and act on (default: all).",
+    )
+    client_mutation_id: str | None = None
+
+
+def to_create_spec(raw: CreateTokenInput) -> CreateSpec:
+    if raw.scopes is not None and len(raw.scopes) > MAX_FILTER_ITEMS:
+        raise InvalidInput(f"scopes takes at most {MAX_FILTER_ITEMS} values", argument="scopes")
+    return CreateSpec(
+        name=raw.name,
+        description=raw.description,
+        scopes=tuple(raw.scopes) if raw.scopes is not None else None,
+        expires_at=aware(raw.expires_at, "expiresAt"),
+        application_id=_text(raw.application_id, "applicationId", 64),
+        subject=_text(raw.subject, "subject", 255),
+        allowed_sources=_items(raw.allowed_sources, "allowedSources"),
+    )
+
+
+@strawberry.input
+class UpdateTokenInput:
+    id: strawberry.ID
+    name: str | None = None
+    description: str | None = None
+    status: Status | None = None
+    client_mutation_id: str | None = None
+
+
+def to_update_spec(raw: UpdateTokenInput) -> UpdateSpec:
+    return UpdateSpec(name=raw.name, description=raw.description, status=raw.status)
+
+
+@strawberry.input
+class RevokeTokenInput:
+    id: strawberry.ID
+    client_mutation_id: str | None = None

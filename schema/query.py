@@ -1,0 +1,119 @@
+"""Root query fields: thin resolvers that call the service and map its results."""
+
+from __future__ import annotations
+
+import asyncio
+
+import strawberry
+from strawberry.types import Info
+
+from schema.context import Context
+from schema.enums import SourceFailureReason
+from schema.inputs import TokenFilterInput, TokenOrderInput, to_filter, to_order
+from schema.types import (
+    Node,
+    PageInfo,
+    SourceFailure,
+    SourceType,
+    TokenConnection,
+    TokenEdge,
+    TokenType,
+    token_type,
+)
+from upstreams import errors
+from upstreams import ids as global_ids
+from upstreams.principal import READ
+from upstreams.service import MAX_NODE_IDS, PageArgs, require
+
+
+def _source_type(info: Info[Context, None], key: str) -> SourceType:
+    return info.context.service_types[key]
+
+
+async def _node(info: Info[Context, None], global_id: str) -> Node | None:
+    type_name, key, _ = global_ids.decode(global_id)
+    if type_name == "Source":
+        principal = info.context.principal
+        require(principal, READ)
+        if key not in info.context.service_types or not principal.may_use_source(key):
+            return None
+        return _source_type(info, key)
+    result: TokenType | None = await info.context.token_loader.load(global_id)
+    return result
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(description="Fetches an object given its ID.")
+    async def node(self, info: Info[Context, None], id: strawberry.ID) -> Node | None:  # noqa: A002
+        return await _node(info, str(id))
+
+    @strawberry.field(description="Fetches objects given their IDs (at most 100).")
+    async def nodes(
+        self,
+        info: Info[Context, None],
+        ids: list[strawberry.ID],
+    ) -> list[Node | None]:
+        if len(ids) > MAX_NODE_IDS:
+            raise errors.InvalidInput(f"nodes takes at most {MAX_NODE_IDS} ids", argument="ids")
+        for gid in ids:
+            global_ids.decode(str(gid))
+        return list(await asyncio.gather(*(_node(info, str(gid)) for gid in ids)))
+
+    @strawberry.field(
+        description=(
+            "Tokens of every source the caller may read, in one order, as a Relay connection. "
+            "first/last: 1..100 (default first: 20)."
+        )
+    )
+    async def tokens(
+        self,
+        info: Info[Context, None],
+        first: int | None = None,
+        after: str | None = None,
+        last: int | None = None,
+        before: str | None = None,
+        filter: TokenFilterInput | None = None,  # noqa: A002
+        order_by: TokenOrderInput | None = None,
+    ) -> TokenConnection:
+        ctx = info.context
+        result = await ctx.service.list_tokens(
+            ctx.principal,
+            to_filter(filter),
+            to_order(order_by),
+            PageArgs(first=first, after=after, last=last, before=before),
+        )
+        page = result.page
+        edges = [
+            TokenEdge(cursor=e.cursor, node=token_type(e.token, ctx.service_types[e.token.source]))
+            for e in page.edges
+        ]
+        failures = []
+        for failure in result.failures:
+            failures.append(
+                SourceFailure(
+                    source=ctx.service_types[failure.source],
+                    reason=SourceFailureReason(failure.reason),
+                    message=failure.message,
+                )
+            )
+            if failure.error is not None:
+                ctx.extra_errors.append((failure.error, info.path.as_list()))
+        return TokenConnection(
+            edges=edges,
+            nodes=[e.node for e in edges],
+            page_info=PageInfo(
+                has_next_page=page.has_next_page,
+                has_previous_page=page.has_previous_page,
+                start_cursor=edges[0].cursor if edges else None,
+                end_cursor=edges[-1].cursor if edges else None,
+            ),
+            total_count=page.total_count,
+            failed_sources=failures,
+        )
+
+    @strawberry.field(description="The sources the caller may read.")
+    def sources(self, info: Info[Context, None]) -> list[SourceType]:
+        principal = info.context.principal
+        require(principal, READ)
+        return [t for k, t in info.context.service_types.items() if principal.may_use_source(k)]

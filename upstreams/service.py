@@ -1,0 +1,372 @@
+"""The token service: routes calls to sources, merges pages, and enforces who may see what.
+
+Every authorization decision about tokens is made here, once, at the root of a request;
+the schema layer only maps arguments in and records out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Awaitable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import TypeVar
+
+from upstreams import errors, ids
+from upstreams.base import TokenSource
+from upstreams.merge import Cursor, MergedPage, decode_cursor, merge_pages, positions_for
+from upstreams.model import (
+    Created,
+    CreateSpec,
+    PageRequest,
+    Provider,
+    SourcePage,
+    Token,
+    TokenFilter,
+    TokenOrder,
+    UpdateSpec,
+)
+from upstreams.principal import ADMIN, READ, WRITE, Principal
+from upstreams.store.source import StoreSource
+
+log = logging.getLogger("tokengate.service")
+T = TypeVar("T")
+
+DEFAULT_PAGE_SIZE = 20
+MAX_PAGE_SIZE = 100
+MAX_NODE_IDS = 100
+# Tokens of these providers can belong to a user the gateway knows (an internal subject or
+# the OAuth-style server's user); Amper and Losant tokens belong to accounts/applications.
+USER_OWNED_PROVIDERS = frozenset({Provider.INTERNAL, Provider.OAUTH})
+
+
+@dataclass(frozen=True, slots=True)
+class SourceFailure:
+    source: str
+    reason: str
+    message: str
+    error: errors.UpstreamError | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TokenList:
+    page: MergedPage
+    failures: list[SourceFailure]
+
+
+@dataclass(frozen=True, slots=True)
+class PageArgs:
+    first: int | None = None
+    after: str | None = None
+    last: int | None = None
+    before: str | None = None
+
+
+class TokenService:
+    def __init__(
+        self,
+        store: StoreSource,
+        upstreams: Sequence[TokenSource] = (),
+        *,
+        timeouts_s: Mapping[str, float] | None = None,
+        default_timeout_s: float = 10.0,
+    ) -> None:
+        self.store = store
+        self.sources: dict[str, TokenSource] = {store.key: store}
+        for source in upstreams:
+            if source.key in self.sources:
+                raise ValueError(f"duplicate source key {source.key!r}")
+            self.sources[source.key] = source
+        self._timeouts = dict(timeouts_s or {})
+        self._default_timeout_s = default_timeout_s
+
+    def timeout_for(self, key: str) -> float:
+        return self._timeouts.get(key, self._default_timeout_s)
+
+    def visible_sources(self, principal: Principal) -> list[TokenSource]:
+        return [s for s in self.sources.values() if principal.may_use_source(s.key)]
+
+    # -- listing -------------------------------------------------------------------------
+
+    async def list_tokens(
+        self, principal: Principal, flt: TokenFilter, order: TokenOrder, args: PageArgs
+    ) -> TokenList:
+        require(principal, READ)
+        limit, backward, cursor = _page_window(args, order)
+        flt = self._bind_filter(principal, flt)
+        failures: list[SourceFailure] = []
+        chosen: list[TokenSource] = []
+        for source in self._selected(principal, flt):
+            if source.capabilities.needs_user_filter and flt.user_id is None:
+                failures.append(
+                    SourceFailure(
+                        source.key,
+                        "NEEDS_FILTER",
+                        "this source lists one user at a time: set filter.userId",
+                    )
+                )
+                continue
+            chosen.append(source)
+
+        async def fetch(source: TokenSource) -> SourcePage:
+            request = PageRequest(
+                filter=flt,
+                order=order,
+                limit=limit,
+                after=cursor.key if cursor is not None else None,
+                position=positions_for(cursor, backward, source.key),
+                backward=backward,
+            )
+            return await self._call(source, source.list_page(request))
+
+        results = await asyncio.gather(*(fetch(s) for s in chosen), return_exceptions=True)
+        pages: dict[str, SourcePage] = {}
+        count_complete = True
+        for source, result in zip(chosen, results, strict=True):
+            if isinstance(result, errors.UpstreamError):
+                failures.append(SourceFailure(source.key, result.reason, result.message, result))
+                count_complete = False
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                pages[source.key] = result
+        if any(f.reason == "NEEDS_FILTER" for f in failures):
+            count_complete = False
+        page = merge_pages(
+            pages,
+            order=order,
+            limit=limit,
+            cursor=cursor,
+            backward=backward,
+            count_complete=count_complete,
+        )
+        return TokenList(page=page, failures=failures)
+
+    def _bind_filter(self, principal: Principal, flt: TokenFilter) -> TokenFilter:
+        """Confine a user-bound caller to its own tokens, whatever the filter asked."""
+        subject = principal.owner_user
+        if subject is None:
+            return replace(flt, owner_user=None)
+        if flt.user_id is not None and flt.user_id != subject:
+            raise errors.Forbidden("this token may only list its own user's tokens")
+        return replace(flt, user_id=subject, owner_user=subject)
+
+    def _selected(self, principal: Principal, flt: TokenFilter) -> list[TokenSource]:
+        if flt.sources is not None:
+            unknown = sorted(k for k in flt.sources if k not in self.sources)
+            if unknown:
+                raise errors.InvalidInput(f"unknown source {unknown[0]!r}", argument="filter.sources")
+        chosen = []
+        for source in self.sources.values():
+            if flt.sources is not None and source.key not in flt.sources:
+                continue
+            if flt.providers is not None and source.provider not in flt.providers:
+                continue
+            if not principal.may_use_source(source.key):
+                continue
+            if principal.owner_user is not None and source.provider not in USER_OWNED_PROVIDERS:
+                continue
+            chosen.append(source)
+        return chosen
+
+    async def _call(self, source: TokenSource, call: Awaitable[T]) -> T:
+        try:
+            async with asyncio.timeout(self.timeout_for(source.key)):
+                return await call
+        except TimeoutError as exc:
+            raise errors.UpstreamTimeout(
+                source.key, f"source {source.key!r} did not answer in time"
+            ) from exc
+
+    # -- lookups -------------------------------------------------------------------------
+
+    async def load_tokens(
+        self, principal: Principal, global_ids: Sequence[str]
+    ) -> list[Token | errors.TokengateError | None]:
+        """One entry per id: the token, None when absent or not the caller's, or an error.
+
+        N ids of one source cost one ``get_many`` call; sources are asked concurrently.
+        """
+        require(principal, READ)
+        wanted: dict[str, list[str]] = defaultdict(list)
+        parsed: list[tuple[str, str] | None] = []
+        for gid in global_ids:
+            try:
+                type_name, key, local_id = ids.decode(gid)
+            except errors.InvalidInput:
+                parsed.append(None)
+                continue
+            if type_name != "Token" or key not in self.sources:
+                parsed.append(None)
+                continue
+            parsed.append((key, local_id))
+            wanted[key].append(local_id)
+        keys = list(wanted)
+        results = await asyncio.gather(
+            *(self._call(self.sources[k], self.sources[k].get_many(wanted[k])) for k in keys),
+            return_exceptions=True,
+        )
+        found: dict[str, dict[str, Token] | errors.TokengateError] = {}
+        for key, result in zip(keys, results, strict=True):
+            if isinstance(result, errors.TokengateError):
+                found[key] = result
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                found[key] = result
+        out: list[Token | errors.TokengateError | None] = []
+        for entry in parsed:
+            if entry is None:
+                out.append(None)
+                continue
+            key, local_id = entry
+            bucket = found[key]
+            if isinstance(bucket, errors.TokengateError):
+                out.append(bucket)
+                continue
+            token = bucket.get(local_id)
+            out.append(token if token is not None and may_see(principal, token) else None)
+        return out
+
+    async def _visible_token(self, principal: Principal, global_id: str) -> Token:
+        try:
+            type_name, key, _local = ids.decode(global_id)
+        except errors.InvalidInput:
+            raise errors.NotFound("no token with this id") from None
+        if type_name != "Token":
+            raise errors.NotFound("no token with this id")
+        [token] = await self.load_tokens(principal, [global_id])
+        if isinstance(token, errors.TokengateError):
+            raise token
+        if token is None:
+            raise errors.NotFound("no token with this id")
+        return token
+
+    # -- mutations -----------------------------------------------------------------------
+
+    async def create_token(self, principal: Principal, source_key: str, spec: CreateSpec) -> Created:
+        require(principal, WRITE)
+        source = self.sources.get(source_key)
+        if source is None or not principal.may_use_source(source_key):
+            raise errors.InvalidInput(f"unknown source {source_key!r}", argument="source")
+        if not source.capabilities.can_create:
+            raise errors.Unsupported(f"source {source_key!r} cannot create tokens")
+        if isinstance(source, StoreSource):
+            spec = self._bounded_internal_spec(principal, spec)
+            created = await self.store.create(spec, created_by=principal.token_id)
+        else:
+            if principal.owner_user is not None:
+                raise errors.Forbidden(
+                    "a token bound to a user may create only internal tokens for that user"
+                )
+            if spec.subject is not None or spec.allowed_sources is not None:
+                raise errors.InvalidInput(
+                    "subject and allowedSources apply to internal tokens only",
+                    argument="subject" if spec.subject is not None else "allowedSources",
+                )
+            created = await self._call(source, source.create(spec))
+        await self._audit(principal, "create", ids.token_id(source_key, created.token.local_id), source_key)
+        return created
+
+    def _bounded_internal_spec(self, principal: Principal, spec: CreateSpec) -> CreateSpec:
+        """Nobody creates a token with more scopes or a wider binding than their own."""
+        if spec.scopes is not None and not principal.is_admin:
+            wider = sorted(set(spec.scopes) - principal.scopes)
+            if wider:
+                raise errors.Forbidden(f"cannot grant scope {wider[0]!r}: the caller lacks it")
+        if spec.scopes is None and not principal.has(READ):
+            raise errors.Forbidden("cannot grant scope 'tokens:read': the caller lacks it")
+        subject = spec.subject
+        if principal.owner_user is not None:
+            if subject is not None and subject != principal.owner_user:
+                raise errors.Forbidden("cannot bind a token to another user")
+            subject = principal.owner_user
+        allowed = spec.allowed_sources
+        if allowed is not None:
+            unknown = sorted(k for k in allowed if k not in self.sources)
+            if unknown:
+                raise errors.InvalidInput(f"unknown source {unknown[0]!r}", argument="allowedSources")
+        if principal.allowed_sources is not None:
+            if allowed is None:
+                allowed = principal.allowed_sources
+            elif not allowed <= principal.allowed_sources:
+                raise errors.Forbidden("cannot allow sources the caller may not use")
+        return replace(spec, subject=subject, allowed_sources=allowed)
+
+    async def update_token(self, principal: Principal, global_id: str, spec: UpdateSpec) -> Token:
+        require(principal, WRITE)
+        token = await self._visible_token(principal, global_id)
+        source = self.sources[token.source]
+        if not source.capabilities.can_update:
+            raise errors.Unsupported(f"source {token.source!r} cannot update tokens")
+        if spec.is_empty():
+            return token
+        updated = await self._call(source, source.update(token.local_id, spec))
+        await self._audit(principal, "update", global_id, token.source)
+        return updated
+
+    async def revoke_token(self, principal: Principal, global_id: str) -> str:
+        require(principal, WRITE)
+        token = await self._visible_token(principal, global_id)
+        source = self.sources[token.source]
+        if not source.capabilities.can_revoke:
+            raise errors.Unsupported(f"source {token.source!r} cannot revoke tokens")
+        await self._call(source, source.revoke(token.local_id))
+        await self._audit(principal, "revoke", global_id, token.source)
+        return global_id
+
+    async def _audit(self, principal: Principal, action: str, target: str, source: str) -> None:
+        await self.store.record_audit(
+            actor_token_id=principal.token_id,
+            action=action,
+            target_id=target,
+            source=source,
+            outcome="ok",
+        )
+
+    async def aclose(self) -> None:
+        for source in self.sources.values():
+            await source.aclose()
+
+
+def require(principal: Principal, scope: str) -> None:
+    if not principal.has(scope):
+        raise errors.Forbidden(f"this operation needs the scope {scope!r}")
+
+
+def may_see(principal: Principal, token: Token) -> bool:
+    """Whether a token is the caller's to see (sources and owner binding; admins see all)."""
+    if not principal.may_use_source(token.source):
+        return False
+    subject = principal.owner_user
+    if subject is None:
+        return True
+    return token.owner is not None and token.owner.kind == "USER" and token.owner.id == subject
+
+
+def _page_window(args: PageArgs, order: TokenOrder) -> tuple[int, bool, Cursor | None]:
+    """(limit, backward, decoded cursor) from Relay arguments, refusing ambiguous ones."""
+    if args.first is not None and args.last is not None:
+        raise errors.InvalidInput("pass first or last, not both", argument="last")
+    if args.after is not None and args.before is not None:
+        raise errors.InvalidInput("pass after or before, not both", argument="before")
+    backward = args.last is not None or (args.before is not None and args.first is None)
+    if args.first is not None and args.before is not None:
+        raise errors.InvalidInput("before goes with last; after goes with first", argument="before")
+    if args.last is not None and args.after is not None:
+        raise errors.InvalidInput("after goes with first; before goes with last", argument="after")
+    size = args.last if backward else args.first
+    argument = "last" if backward else "first"
+    if size is None:
+        size = DEFAULT_PAGE_SIZE
+    if not 1 <= size <= MAX_PAGE_SIZE:
+        raise errors.InvalidInput(
+            f"{argument} must be between 1 and {MAX_PAGE_SIZE} (got {size})", argument=argument
+        )
+    text = args.before if backward else args.after
+    cursor = decode_cursor(text, order) if text is not None else None
+    return size, backward, cursor
+
+
+__all__ = ["ADMIN", "PageArgs", "SourceFailure", "TokenList", "TokenService", "may_see"]
