@@ -1,0 +1,150 @@
+"""Shared fixtures: real store files (and a real PostgreSQL when configured), a real gateway
+served over loopback HTTP, and a log capture to prove secrets never reach the logs."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from gateway.app import create_app
+from gateway.config import Config, StoreConfig
+from upstreams.loopback import serve_in_thread
+from upstreams.store import SecretHasher, StoreSource, create_engine, migrate
+
+PG_URL_ENV = "TOKENGATE_TEST_PG_URL"
+REQUIRE_PG_ENV = "TOKENGATE_REQUIRE_PG"
+BOOTSTRAP = "test-bootstrap-" + "x" * 24
+
+
+def _pg_admin_url() -> str | None:
+    url = os.environ.get(PG_URL_ENV)
+    if not url and os.environ.get(REQUIRE_PG_ENV):
+        pytest.fail(f"{REQUIRE_PG_ENV} is set but {PG_URL_ENV} is not: CI must test PostgreSQL")
+    return url
+
+
+def _fresh_pg_database(admin_url: str) -> str:
+    """A new, empty database on the test server; returns its URL."""
+    name = "tg_" + uuid.uuid4().hex[:16]
+
+    async def create() -> None:
+        conn = await asyncpg.connect(admin_url)
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+
+    asyncio.run(create())
+    return str(sa.make_url(admin_url).set(database=name).render_as_string(hide_password=False))
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A store URL on an empty database: a SQLite file, and a real PostgreSQL when available."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    admin = _pg_admin_url()
+    if not admin:
+        pytest.skip(f"set {PG_URL_ENV} to run the store tests against PostgreSQL")
+    return _fresh_pg_database(admin)
+
+
+@pytest.fixture
+async def store(store_url: str) -> AsyncIterator[StoreSource]:
+    engine = create_engine(store_url)
+    await migrate(engine)
+    source = StoreSource(engine, SecretHasher(secrets.token_bytes(32)))
+    yield source
+    await source.aclose()
+
+
+class LogCapture(logging.Handler):
+    """Keeps every record (any logger, any level) as fully formatted text."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.lines: list[str] = []
+        self.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = self.format(record)
+        if record.exc_info:
+            text += "\n" + logging.Formatter().formatException(record.exc_info)
+        self.lines.append(text)
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+@pytest.fixture
+def captured_logs() -> Iterator[LogCapture]:
+    from gateway.logs import RedactingFilter
+
+    handler = LogCapture()
+    handler.addFilter(RedactingFilter())
+    root = logging.getLogger()
+    previous = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    yield handler
+    root.removeHandler(handler)
+    root.setLevel(previous)
+
+
+@dataclass
+class Gateway:
+    """A running gateway on loopback and a way to call it as any bearer."""
+
+    url: str
+    admin_secret: str
+    config: Config
+
+    def post(self, query: str, variables: dict[str, Any] | None = None, *, secret: str | None = None,
+             headers: dict[str, str] | None = None) -> httpx.Response:
+        auth = {"Authorization": f"Bearer {secret or self.admin_secret}"}
+        return httpx.post(
+            f"{self.url}/graphql",
+            json={"query": query, "variables": variables or {}},
+            headers={**auth, **(headers or {})},
+            timeout=30,
+        )
+
+    def gql(self, query: str, variables: dict[str, Any] | None = None, *, secret: str | None = None) -> dict[str, Any]:
+        """POST and return the JSON body, asserting HTTP 200."""
+        response = self.post(query, variables, secret=secret)
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    def data(self, query: str, variables: dict[str, Any] | None = None, *, secret: str | None = None) -> dict[str, Any]:
+        """POST and return ``data``, asserting there were no errors."""
+        body = self.gql(query, variables, secret=secret)
+        assert "errors" not in body, body["errors"]
+        result: dict[str, Any] = body["data"]
+        return result
+
+
+def gateway_config(tmp_path: Path, store_url: str | None = None, **kwargs: Any) -> Config:
+    url = store_url or f"sqlite:///{tmp_path / 'gateway.db'}"
+    return Config(store=StoreConfig(url=url, key_file=tmp_path / "gateway.key"), **kwargs)
+
+
+@pytest.fixture
+def gateway(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Gateway]:
+    monkeypatch.setenv("TOKENGATE_BOOTSTRAP_TOKEN", BOOTSTRAP)
+    config = gateway_config(tmp_path)
+    with serve_in_thread(create_app(config)) as url:
+        yield Gateway(url=url, admin_secret=BOOTSTRAP, config=config)

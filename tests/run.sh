@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# The one test command: installs what the tests need (a venv with the dev extras, Debian's
+# PostgreSQL when root), starts a private PostgreSQL on loopback, then runs ruff, mypy and
+# pytest. Extra arguments go to pytest. Exit code: non-zero on any failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+PYTHON=${PYTHON:-python3}
+VENV=${TOKENGATE_VENV:-$root/.venv}
+if [ ! -x "$VENV/bin/python" ]; then
+  "$PYTHON" -m venv "$VENV"
+fi
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[dev]"
+
+# --- PostgreSQL: a throwaway cluster on 127.0.0.1, owned by this run --------------------
+pg_bin=""
+find_pg() {
+  for d in /usr/lib/postgresql/*/bin; do
+    [ -x "$d/initdb" ] && pg_bin=$d
+  done
+  return 0
+}
+find_pg
+if [ -z "$pg_bin" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "tests/run.sh: installing PostgreSQL (Debian package)"
+  apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+  find_pg
+fi
+pg_dir=""
+cleanup() {
+  if [ -n "$pg_dir" ] && [ -d "$pg_dir" ]; then
+    run_pg "$pg_bin/pg_ctl" -D "$pg_dir/data" -m immediate stop >/dev/null 2>&1 || true
+    rm -rf "$pg_dir"
+  fi
+}
+trap cleanup EXIT
+run_pg() {
+  if [ "$(id -u)" = 0 ]; then
+    # PostgreSQL refuses to run as root: use the postgres user the package created.
+    runuser -u postgres -- "$@"
+  else
+    "$@"
+  fi
+}
+if [ -n "$pg_bin" ] && [ -z "${TOKENGATE_TEST_PG_URL:-}" ]; then
+  pg_dir=$(mktemp -d /tmp/tokengate-pg.XXXXXX)
+  chmod 755 "$pg_dir"
+  [ "$(id -u)" = 0 ] && chown postgres "$pg_dir"
+  pg_port=$("$VENV/bin/python" -c 'from upstreams.loopback import free_port; print(free_port())')
+  run_pg "$pg_bin/initdb" -D "$pg_dir/data" -U tokengate --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null
+  run_pg "$pg_bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/log" -w \
+    -o "-c listen_addresses=127.0.0.1 -c port=$pg_port -k $pg_dir -c fsync=on" start >/dev/null
+  export TOKENGATE_TEST_PG_URL="postgresql://tokengate@127.0.0.1:$pg_port/postgres"
+  export TOKENGATE_REQUIRE_PG=1
+  echo "tests/run.sh: PostgreSQL $("$pg_bin/postgres" --version | awk '{print $3}') on 127.0.0.1:$pg_port"
+elif [ -z "${TOKENGATE_TEST_PG_URL:-}" ]; then
+  if [ "${CI:-}" = "true" ]; then
+    echo "tests/run.sh: PostgreSQL is required in CI and could not be installed" >&2
+    exit 1
+  fi
+  echo "tests/run.sh: no PostgreSQL here; the PostgreSQL store tests will be skipped"
+fi
+
+echo "tests/run.sh: ruff"
+"$VENV/bin/ruff" check .
+"$VENV/bin/ruff" format --check .
+echo "tests/run.sh: mypy (strict)"
+"$VENV/bin/mypy"
+echo "tests/run.sh: pytest"
+"$VENV/bin/python" -m pytest "$@"
