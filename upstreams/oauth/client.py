@@ -1,0 +1,236 @@
+"""The OAuth-style (Onegini) token server's end-user token API as a ``TokenSource``."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
+import httpx
+
+from upstreams import errors, ordering
+from upstreams.model import (
+    Capabilities,
+    Created,
+    CreateSpec,
+    PageRequest,
+    Provider,
+    SourceItem,
+    SourcePage,
+    Token,
+    UpdateSpec,
+)
+from upstreams.oauth.normalise import (
+    SchemaViolation,
+    check_user_id,
+    is_no_tokens_body,
+    parse_local_id,
+    parse_token_list,
+    user_path_segment,
+)
+
+_API = "/oauth/api/v1/users"
+# get_many lists one user per call; this many at once, so a big batch cannot flood the server.
+_MAX_CONCURRENT_LISTS = 8
+_CAPABILITIES = Capabilities(can_revoke=True, can_count=True, needs_user_filter=True)
+
+
+class OAuthSource:
+    """Tokens of one user at a time, read whole from ``GET /users/{userId}/tokens``.
+
+    The server neither pages, sorts nor filters, so every ``list_page`` reads the user's
+    whole list once (one request, whatever the depth) and pages it with
+    ``ordering.local_page``. Nothing is cached: the server says ``no-store``.
+    """
+
+    def __init__(
+        self,
+        *,
+        key: str,
+        name: str,
+        base_url: str,
+        client: httpx.AsyncClient,
+        client_id: str,
+        client_secret: str,
+        timeout_s: float = 10.0,
+    ) -> None:
+        url = httpx.URL(base_url)
+        if url.scheme not in {"http", "https"} or not url.host:
+            raise ValueError("base_url must be an absolute http(s) URL")
+        if ":" in client_id:
+            raise ValueError("client_id cannot contain ':' (HTTP Basic user names cannot)")
+        self._key = key
+        self._name = name
+        self._base = str(url).rstrip("/")
+        self._client = client
+        self._timeout_s = timeout_s
+        basic = base64.b64encode(f"{client_id}:{client_secret}".encode()).decode("ascii")
+        self._headers = {"Authorization": f"Basic {basic}", "Accept": "application/json"}
+
+    def __repr__(self) -> str:
+        return f"OAuthSource(key={self._key!r}, base_url={self._base!r})"
+
+    @property
+    def key(self) -> str:
+        return self._key
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def provider(self) -> Provider:
+        return Provider.OAUTH
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return _CAPABILITIES
+
+    async def list_page(self, request: PageRequest) -> SourcePage:
+        user_id = request.filter.user_id
+        if user_id is None:
+            raise errors.InvalidInput(
+                f"{self._name} lists one user at a time: filter by userId", argument="userId"
+            )
+        check_user_id(user_id)
+        if request.limit < 0:
+            raise errors.InvalidInput("limit cannot be negative")
+        owner_user = request.filter.owner_user
+        if owner_user is not None and owner_user != user_id:
+            # Every token here belongs to user_id: none can match, no need to ask.
+            return SourcePage(items=[], has_more=False, total_count=0)
+        tokens = await self._list_user(user_id)
+        page, has_more, total = ordering.local_page(
+            tokens, request.filter, request.walk_order, request.after, request.limit
+        )
+        # No position hint: the whole list is read on every page anyway.
+        return SourcePage(
+            items=[SourceItem(token) for token in page], has_more=has_more, total_count=total
+        )
+
+    async def get_many(self, local_ids: Sequence[str]) -> dict[str, Token]:
+        wanted: dict[str, set[str]] = {}
+        for local_id in local_ids:
+            parsed = parse_local_id(local_id)
+            if parsed is not None:
+                wanted.setdefault(parsed[0], set()).add(local_id)
+        if not wanted:
+            return {}
+        gate = asyncio.Semaphore(_MAX_CONCURRENT_LISTS)
+
+        async def one_user(user_id: str) -> list[Token]:
+            async with gate:
+                return await self._list_user(user_id)
+
+        users = list(wanted)
+        results = await asyncio.gather(*(one_user(u) for u in users), return_exceptions=True)
+        found: dict[str, Token] = {}
+        for user_id, result in zip(users, results, strict=True):
+            if isinstance(result, BaseException):
+                raise result
+            found.update((t.local_id, t) for t in result if t.local_id in wanted[user_id])
+        return found
+
+    async def create(self, spec: CreateSpec) -> Created:
+        raise errors.Unsupported(
+            f"{self._name} cannot create tokens: they are issued by OAuth flows"
+        )
+
+    async def update(self, local_id: str, spec: UpdateSpec) -> Token:
+        raise errors.Unsupported(f"{self._name} cannot change tokens, only revoke them")
+
+    async def revoke(self, local_id: str) -> None:
+        parsed = parse_local_id(local_id)
+        if parsed is None:
+            raise errors.InvalidInput("not a token id of this source", argument="id")
+        user_id, token_id = parsed
+        url = f"{self._base}{_API}/{user_path_segment(user_id)}/tokens/{token_id}"
+        response = await self._send("DELETE", url)
+        # The seed: 204 whether or not the user or token existed, so there is no NotFound.
+        if not response.is_success:
+            raise self._unexpected(response)
+
+    async def aclose(self) -> None:
+        return None
+
+    async def _list_user(self, user_id: str) -> list[Token]:
+        url = f"{self._base}{_API}/{user_path_segment(user_id)}/tokens"
+        response = await self._send("GET", url)
+        if response.status_code == 404:
+            # An unknown user and a user without valid tokens look alike: both are empty.
+            if is_no_tokens_body(self._json(response)):
+                return []
+            raise errors.BadUpstreamResponse(
+                self._key, f"{self._name} answered 404 without its documented error body"
+            )
+        if response.status_code != 200:
+            raise self._unexpected(response)
+        try:
+            return parse_token_list(
+                self._json(response), source=self._key, user_id=user_id, now=datetime.now(UTC)
+            )
+        except SchemaViolation as exc:
+            raise errors.BadUpstreamResponse(
+                self._key, f"{self._name} sent a malformed token list: {exc}"
+            ) from None
+
+    async def _send(self, method: str, url: str) -> httpx.Response:
+        try:
+            response = await self._client.request(
+                method, url, headers=self._headers, timeout=self._timeout_s
+            )
+        except httpx.TimeoutException:
+            raise errors.UpstreamTimeout(
+                self._key, f"{self._name} did not answer within {self._timeout_s:g} s"
+            ) from None
+        except httpx.TransportError:
+            raise errors.UpstreamUnavailable(self._key, f"{self._name} is unreachable") from None
+        except httpx.HTTPError:
+            raise errors.BadUpstreamResponse(
+                self._key, f"{self._name} sent an unreadable response"
+            ) from None
+        status = response.status_code
+        if status in {401, 403}:
+            raise errors.UpstreamUnauthorized(
+                self._key, f"{self._name} refused the gateway's client credentials"
+            )
+        if status == 429:
+            raise errors.UpstreamRateLimited(
+                self._key,
+                f"{self._name} is rate limiting the gateway",
+                retry_after_s=retry_after_seconds(response.headers.get("retry-after")),
+            )
+        if status >= 500:
+            raise errors.UpstreamUnavailable(self._key, f"{self._name} failed (HTTP {status})")
+        return response
+
+    def _json(self, response: httpx.Response) -> object:
+        try:
+            payload: object = json.loads(response.content)
+        except ValueError:
+            raise errors.BadUpstreamResponse(self._key, f"{self._name} sent invalid JSON") from None
+        return payload
+
+    def _unexpected(self, response: httpx.Response) -> errors.BadUpstreamResponse:
+        return errors.BadUpstreamResponse(
+            self._key, f"{self._name} answered with unexpected HTTP {response.status_code}"
+        )
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP-date), None if unusable."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isascii() and value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
