@@ -28,7 +28,7 @@ def error_code(error: GraphQLError) -> str:
     original = error.original_error
     if isinstance(original, TokengateError):
         return original.code
-    if original is not None:
+    if original is not None and not isinstance(original, GraphQLError):
         return "INTERNAL_SERVER_ERROR"
     preset = (error.extensions or {}).get("code")
     if isinstance(preset, str):

@@ -1,0 +1,100 @@
+"""The CLI as outside tools drive it, and data that survives a restart."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from gateway.app import create_app
+from tests.conftest import gateway_config
+from upstreams.loopback import serve_in_thread
+
+
+def cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli", *args],
+        capture_output=True, text=True, timeout=120, cwd=cwd, env={**os.environ, **(env or {})},
+    )
+
+
+def query(url: str, secret: str, text: str) -> httpx.Response:
+    return httpx.post(f"{url}/graphql", json={"query": text}, headers={"Authorization": f"Bearer {secret}"})
+
+
+def test_token_create_json_then_serve_and_restart(tmp_path: Path, monkeypatch: object) -> None:
+    config_file = tmp_path / "tg.toml"
+    config_file.write_text('[store]\nurl = "sqlite:///tg.db"\n')
+    made = cli("token", "create", "--config", str(config_file), "--name", "ops", "--scope", "tokens:read",
+               "--scope", "tokens:write", "--subject", "ops-user", "--json", cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    out = json.loads(made.stdout)
+    assert {"id", "secret"} <= out.keys() and out["secret"].startswith("tg_")
+    assert out["secret"] not in made.stderr
+    assert (tmp_path / "tg.db").exists() and (tmp_path / "tokengate.key").exists()
+    assert oct((tmp_path / "tokengate.key").stat().st_mode & 0o777) == "0o600"
+
+    bad = cli("token", "create", "--config", str(config_file), "--name", "x", "--scope", "tokens:root", cwd=tmp_path)
+    assert bad.returncode == 1 and "unknown scope" in bad.stderr
+
+    from gateway.config import load
+
+    config = load(config_file, environ={})
+    for _ in range(2):  # the second start proves the data (and key) survive a restart
+        with serve_in_thread(create_app(config)) as url:
+            response = query(url, out["secret"], "{ tokens { totalCount edges { node { id name owner { id } } } } }")
+            assert response.status_code == 200, response.text
+            edges = response.json()["data"]["tokens"]["edges"]
+            assert [e["node"]["id"] for e in edges] == [out["id"]]
+            assert edges[0]["node"]["owner"] == {"id": "ops-user"}
+
+
+def test_bootstrap_token_rotation(tmp_path: Path, monkeypatch: object) -> None:
+    import pytest
+
+    mp = pytest.MonkeyPatch()
+    try:
+        config = gateway_config(tmp_path)
+        first, second = "first-bootstrap-secret-000000", "second-bootstrap-secret-11111"
+        mp.setenv("TOKENGATE_BOOTSTRAP_TOKEN", first)
+        with serve_in_thread(create_app(config)) as url:
+            assert query(url, first, "{ sources { key } }").status_code == 200
+        with serve_in_thread(create_app(config)) as url:  # same value: still one bootstrap token
+            body = query(url, first, '{ tokens(filter: {name: "bootstrap"}) { totalCount } }').json()
+            assert body["data"]["tokens"]["totalCount"] == 1
+        mp.setenv("TOKENGATE_BOOTSTRAP_TOKEN", second)
+        with serve_in_thread(create_app(config)) as url:
+            assert query(url, first, "{ sources { key } }").status_code == 401
+            body = query(url, second, '{ tokens(filter: {name: "bootstrap", statuses: [ACTIVE, REVOKED]}) { edges { node { status } } } }').json()
+            assert sorted(e["node"]["status"] for e in body["data"]["tokens"]["edges"]) == ["ACTIVE", "REVOKED"]
+    finally:
+        mp.undo()
+
+
+def test_export_schema_and_migrate(tmp_path: Path) -> None:
+    sdl = cli("export-schema", cwd=tmp_path)
+    assert sdl.returncode == 0 and "type Token implements Node" in sdl.stdout
+    config_file = tmp_path / "tg.toml"
+    config_file.write_text('[store]\nurl = "sqlite:///m.db"\n')
+    migrated = cli("migrate", "--config", str(config_file), cwd=tmp_path)
+    assert migrated.returncode == 0, migrated.stderr
+    assert "revision 0001" in migrated.stdout
+
+
+def test_health_endpoints(tmp_path: Path) -> None:
+    with serve_in_thread(create_app(gateway_config(tmp_path))) as url:
+        assert httpx.get(f"{url}/healthz").json() == {"status": "ok"}
+        ready = httpx.get(f"{url}/readyz")
+        assert ready.status_code == 200
+        assert ready.json() == {"status": "ready", "store": "ok", "sources": {}}
+
+
+def test_too_short_bootstrap_token_stops_serve(tmp_path: Path) -> None:
+    result = cli("serve", "--port", "0", cwd=tmp_path, env={"TOKENGATE_BOOTSTRAP_TOKEN": "short"})
+    assert result.returncode != 0
+    assert "at least 16 characters" in result.stderr
+    assert "short" not in result.stderr.replace("at least", "")

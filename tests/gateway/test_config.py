@@ -1,0 +1,102 @@
+"""Config: a bad file stops start-up with a message naming the key and the line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gateway.config import ConfigError, load
+
+GOOD = """
+[server]
+host = "127.0.0.1"
+port = 9000
+
+[store]
+url = "sqlite:///data/tg.db"
+
+[[sources]]
+key = "amper"
+provider = "amper"
+name = "Amper Music"
+base_url = "https://api.ampermusic.com"
+token_env = "AMPER_API_TOKEN"
+
+[[sources]]
+key = "fleet"
+provider = "losant"
+base_url = "https://api.losant.com"
+application_id = "575ec8687ae143cd83dc4a97"
+token_env = "LOSANT_API_TOKEN"
+timeout_s = 3
+"""
+ENV = {"AMPER_API_TOKEN": "amper-secret-value", "LOSANT_API_TOKEN": "losant-secret-value"}
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "tokengate.toml"
+    path.write_text(text)
+    return path
+
+
+def test_good_config(tmp_path: Path) -> None:
+    config = load(write(tmp_path, GOOD), environ=ENV)
+    assert config.server.port == 9000
+    # Relative SQLite paths resolve against the config file's directory.
+    assert config.store.url == f"sqlite:///{tmp_path / 'data' / 'tg.db'}"
+    amper, fleet = config.sources
+    assert amper.credentials == {"token": "amper-secret-value"}
+    assert fleet.application_ids == ("575ec8687ae143cd83dc4a97",) and fleet.timeout_s == 3.0
+    assert "amper-secret-value" not in repr(config)
+
+
+def test_precedence_flags_over_env_over_file(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD)
+    env = {**ENV, "TOKENGATE_PORT": "9100", "TOKENGATE_CONFIG": str(path)}
+    assert load(None, environ=env).server.port == 9100
+    assert load(None, environ=env, port=9200).server.port == 9200
+    assert load(path, environ={**ENV, "TOKENGATE_STORE_URL": "sqlite:///elsewhere.db"}).store.url == "sqlite:///elsewhere.db"
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda t: t.replace('port = 9000', 'port = 9000\nprot = 1'), r"tokengate.toml:5: unknown key server.prot"),
+        (lambda t: t.replace('timeout_s = 3', 'timeout = 3'), r"tokengate.toml:22: unknown key sources.timeout"),
+        (lambda t: t.replace('"https://api.losant.com"', '"ftp://x"'), r"tokengate.toml:19: base_url must be an http"),
+        (lambda t: t.replace('"LOSANT_API_TOKEN"', '"NOPE_UNSET_VAR"'), r"tokengate.toml:21: the environment variable NOPE_UNSET_VAR"),
+        (lambda t: t.replace('provider = "amper"', 'provider = "github"'), r"tokengate.toml:11: provider must be one of"),
+        (lambda t: t.replace('"sqlite:///data/tg.db"', '"mysql://x"'), r"tokengate.toml:7: the store URL"),
+        (lambda t: t.replace('port = 9000', 'port = "x"'), r"tokengate.toml:4: port must be a int"),
+        (lambda t: t.replace('key = "fleet"', 'key = "amper"'), r"tokengate.toml:17: source key 'amper' is used twice"),
+        (lambda t: t + "\n[extra]\n", r"tokengate.toml:24: unknown section \[extra\]"),
+        (lambda t: t + "\nnot toml = = =\n", r"not valid TOML"),
+        (lambda t: t.replace('"575ec8687ae143cd83dc4a97"', '"../../etc"'), r"is not a 24-hex Losant id"),
+    ],
+)
+def test_bad_config_names_key_and_line(tmp_path: Path, change: object, expected: str) -> None:
+    text = change(GOOD)  # type: ignore[operator]
+    with pytest.raises(ConfigError, match=expected):
+        load(write(tmp_path, text), environ=ENV)
+
+
+def test_secrets_never_in_the_file_or_errors(tmp_path: Path) -> None:
+    text = GOOD.replace('token_env = "AMPER_API_TOKEN"', 'token = "amper-secret-value"')
+    with pytest.raises(ConfigError) as info:
+        load(write(tmp_path, text), environ=ENV)
+    assert "unknown key sources.token" in str(info.value)
+    assert "amper-secret-value" not in str(info.value)
+
+
+def test_serve_refuses_a_bad_config(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD.replace("port = 9000", "port = 9000\nbogus = true"))
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "serve", "--config", str(path)],
+        capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin", **ENV},
+    )
+    assert result.returncode == 2
+    assert "tokengate.toml:5: unknown key server.bogus" in result.stderr
+    assert "Traceback" not in result.stderr
