@@ -30,8 +30,8 @@ def test_checker_would_catch_a_breaking_change() -> None:
     """Guard the guard: removing a contract field must be reported."""
     contract = build_schema(contract_text())
     text = contract_text()
-    assert "  secretHint: String\n}" in text
-    broken = build_schema(text.replace("  secretHint: String\n}", "}"))
+    assert "  deviceName: String\n" in text
+    broken = build_schema(text.replace("  deviceName: String\n", ""))
     assert find_breaking_changes(contract, broken)
 
 
