@@ -117,9 +117,7 @@ def create_app(config: Config) -> Starlette:
         service = TokenService(
             store, upstreams, timeouts_s={s.key: s.timeout_s for s in config.sources}
         )
-        view = GatewayView(
-            schema, service, source_types(service), graphiql=config.server.graphiql
-        )
+        view = GatewayView(schema, service, source_types(service), graphiql=config.server.graphiql)
         graphql.app = BearerAuth(view, store)
         state["runtime"] = Runtime(store=store, service=service)
         log.info("tokengate ready: %d source(s)", len(service.sources))

@@ -68,7 +68,9 @@ class BearerAuth:
 
 
 async def _unauthenticated(send: Send, message: str) -> None:
-    body = orjson.dumps({"errors": [{"message": message, "extensions": {"code": "UNAUTHENTICATED"}}]})
+    body = orjson.dumps(
+        {"errors": [{"message": message, "extensions": {"code": "UNAUTHENTICATED"}}]}
+    )
     await send(
         {
             "type": "http.response.start",

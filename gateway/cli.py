@@ -56,7 +56,9 @@ async def _create_token(args: argparse.Namespace, config: Config) -> dict[str, o
     known = {"internal", *(s.key for s in config.sources)}
     unknown = [s for s in args.source or [] if s not in known]
     if unknown:
-        raise ConfigError(f"--source {unknown[0]!r} is not a configured source (known: {sorted(known)})")
+        raise ConfigError(
+            f"--source {unknown[0]!r} is not a configured source (known: {sorted(known)})"
+        )
     store = await open_store(config)
     try:
         created = await store.create(

@@ -196,7 +196,9 @@ def _check_store_url(url: str, where: str) -> str:
     try:
         parsed = make_url(url)
     except ArgumentError:
-        raise ConfigError(f"{where}: not a database URL: use sqlite:///FILE or postgresql://...") from None
+        raise ConfigError(
+            f"{where}: not a database URL: use sqlite:///FILE or postgresql://..."
+        ) from None
     if parsed.get_backend_name() not in ("sqlite", "postgresql"):
         raise ConfigError(f"{where}: the store URL must start with sqlite:// or postgresql://")
     return url
@@ -229,7 +231,9 @@ def _from_file(path: Path, env: Mapping[str, str]) -> Config:
     server_raw, store_raw, limits_raw = (raw.get(s, {}) for s in ("server", "store", "limits"))
     server = ServerConfig(
         host=_typed(server_raw, "host", str, "127.0.0.1", loc, "server"),
-        port=_port(str(_typed(server_raw, "port", int, 8000, loc, "server")), loc.where("server", "port")),
+        port=_port(
+            str(_typed(server_raw, "port", int, 8000, loc, "server")), loc.where("server", "port")
+        ),
         graphiql=_typed(server_raw, "graphiql", bool, True, loc, "server"),
         introspection=_typed(server_raw, "introspection", bool, True, loc, "server"),
         cors_origins=tuple(_typed(server_raw, "cors_origins", list, [], loc, "server")),
@@ -239,7 +243,9 @@ def _from_file(path: Path, env: Mapping[str, str]) -> Config:
     store = StoreConfig(
         url=_resolve_sqlite(url, base),
         key_file=base / _typed(store_raw, "key_file", str, "tokengate.key", loc, "store"),
-        touch_interval_s=float(_typed(store_raw, "touch_interval_s", (int, float), 60.0, loc, "store")),
+        touch_interval_s=float(
+            _typed(store_raw, "touch_interval_s", (int, float), 60.0, loc, "store")
+        ),
     )
     limits = LimitsConfig(
         max_aliases=_positive(limits_raw, "max_aliases", 30, loc),
@@ -263,7 +269,11 @@ def _from_file(path: Path, env: Mapping[str, str]) -> Config:
 
 def _resolve_sqlite(url: str, base: Path) -> str:
     parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+    if (
+        parsed.get_backend_name() != "sqlite"
+        or not parsed.database
+        or parsed.database == ":memory:"
+    ):
         return url
     db = Path(parsed.database)
     if not db.is_absolute():
@@ -349,7 +359,9 @@ def _source(raw: Any, index: int, loc: _Locator, env: Mapping[str, str]) -> Sour
             raise ConfigError(f"{where('application_id')}: {bad[0]!r} is not a 24-hex Losant id")
     page_size_param = _typed(raw, "page_size_param", str, "length", loc, "sources", index)
     if page_size_param not in ("length", "limit"):
-        raise ConfigError(f"{where('page_size_param')}: page_size_param must be 'length' or 'limit'")
+        raise ConfigError(
+            f"{where('page_size_param')}: page_size_param must be 'length' or 'limit'"
+        )
     timeout_s = float(_typed(raw, "timeout_s", (int, float), 10.0, loc, "sources", index))
     if not 0 < timeout_s <= 300:
         raise ConfigError(f"{where('timeout_s')}: timeout_s must be between 0 and 300 seconds")

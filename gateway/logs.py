@@ -22,7 +22,9 @@ _PATTERNS = [
     (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+"), r"\1 [REDACTED]"),
     (re.compile(r"tg_[A-Za-z0-9_-]{20,}"), "tg_[REDACTED]"),
     (
-        re.compile(r'(?i)("?(?:secret|token|password|authorization|api_token|client_secret)"?\s*[:=]\s*)"[^"]*"'),
+        re.compile(
+            r'(?i)("?(?:secret|token|password|authorization|api_token|client_secret)"?\s*[:=]\s*)"[^"]*"'
+        ),
         r'\1"[REDACTED]"',
     ),
 ]

@@ -10,7 +10,9 @@ from gateway.config import SourceConfig
 from upstreams.base import TokenSource
 
 
-def build_upstreams(configs: Sequence[SourceConfig], client: httpx.AsyncClient) -> list[TokenSource]:
+def build_upstreams(
+    configs: Sequence[SourceConfig], client: httpx.AsyncClient
+) -> list[TokenSource]:
     sources: list[TokenSource] = []
     for cfg in configs:
         if cfg.provider == "amper":

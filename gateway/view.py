@@ -7,9 +7,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import orjson
+from cross_web import HTTPException
 from graphql import GraphQLError
 from starlette.requests import Request
-from cross_web import HTTPException
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 from strawberry.asgi import GraphQL
@@ -81,7 +81,9 @@ class GatewayView(GraphQL[Context, None]):
         request.state.gql_context = context
         return context
 
-    async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
+    async def process_result(
+        self, request: Request, result: ExecutionResult
+    ) -> GraphQLHTTPResponse:
         context: Context | None = getattr(request.state, "gql_context", None)
         request_id = context.request_id if context is not None else (request_id_var.get() or "")
         errors: list[GraphQLError] = list(result.errors or [])

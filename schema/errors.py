@@ -67,7 +67,9 @@ def format_error(error: GraphQLError, request_id: str) -> dict[str, Any]:
         message = error.message
     formatted: dict[str, Any] = {"message": message, "extensions": extensions}
     if error.locations:
-        formatted["locations"] = [{"line": loc.line, "column": loc.column} for loc in error.locations]
+        formatted["locations"] = [
+            {"line": loc.line, "column": loc.column} for loc in error.locations
+        ]
     if error.path:
         formatted["path"] = list(error.path)
     return formatted

@@ -43,7 +43,9 @@ class TokenFilterInput:
     name: str | None = strawberry.field(
         default=None, description='Case-insensitive glob on name, e.g. "ci-*" (* and ?).'
     )
-    scope: str | None = strawberry.field(default=None, description="Only tokens that hold this scope.")
+    scope: str | None = strawberry.field(
+        default=None, description="Only tokens that hold this scope."
+    )
     user_id: str | None = strawberry.field(
         default=None,
         description=(

@@ -28,7 +28,7 @@ class TokenLoader(DataLoader[str, TokenType | None]):
 
     async def batch_load_fn(self, keys: list[str]) -> list[TokenType | None]:
         loaded = await self._service.load_tokens(self._principal, keys)
-        out: list[TokenType | None | TokengateError] = []
+        out: list[TokenType | TokengateError | None] = []
         for item in loaded:
             if item is None or isinstance(item, TokengateError):
                 out.append(item)

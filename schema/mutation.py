@@ -41,7 +41,9 @@ class RevokeTokenPayload:
 class Mutation:
     @strawberry.mutation(description="Issue a token at a source; its secret is returned once.")
     async def create_token(
-        self, info: Info[Context, None], input: CreateTokenInput  # noqa: A002
+        self,
+        info: Info[Context, None],
+        input: CreateTokenInput,
     ) -> CreateTokenPayload:
         ctx = info.context
         created = await ctx.service.create_token(ctx.principal, input.source, to_create_spec(input))
@@ -51,9 +53,13 @@ class Mutation:
             client_mutation_id=input.client_mutation_id,
         )
 
-    @strawberry.mutation(description="Rename, describe, or switch a token on (ACTIVE) or off (INACTIVE).")
+    @strawberry.mutation(
+        description="Rename, describe, or switch a token on (ACTIVE) or off (INACTIVE)."
+    )
     async def update_token(
-        self, info: Info[Context, None], input: UpdateTokenInput  # noqa: A002
+        self,
+        info: Info[Context, None],
+        input: UpdateTokenInput,
     ) -> UpdateTokenPayload:
         ctx = info.context
         token = await ctx.service.update_token(ctx.principal, str(input.id), to_update_spec(input))
@@ -69,7 +75,9 @@ class Mutation:
         )
     )
     async def revoke_token(
-        self, info: Info[Context, None], input: RevokeTokenInput  # noqa: A002
+        self,
+        info: Info[Context, None],
+        input: RevokeTokenInput,
     ) -> RevokeTokenPayload:
         ctx = info.context
         revoked = await ctx.service.revoke_token(ctx.principal, str(input.id))

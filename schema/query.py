@@ -45,7 +45,7 @@ async def _node(info: Info[Context, None], global_id: str) -> Node | None:
 @strawberry.type
 class Query:
     @strawberry.field(description="Fetches an object given its ID.")
-    async def node(self, info: Info[Context, None], id: strawberry.ID) -> Node | None:  # noqa: A002
+    async def node(self, info: Info[Context, None], id: strawberry.ID) -> Node | None:
         return await _node(info, str(id))
 
     @strawberry.field(description="Fetches objects given their IDs (at most 100).")
@@ -73,7 +73,7 @@ class Query:
         after: str | None = None,
         last: int | None = None,
         before: str | None = None,
-        filter: TokenFilterInput | None = None,  # noqa: A002
+        filter: TokenFilterInput | None = None,
         order_by: TokenOrderInput | None = None,
     ) -> TokenConnection:
         ctx = info.context

@@ -109,7 +109,9 @@ class TokenType(Node):
     )
 
     @classmethod
-    async def resolve_reference(cls, info: Info[Context, None], id: strawberry.ID) -> TokenType | None:  # noqa: A002
+    async def resolve_reference(
+        cls, info: Info[Context, None], id: strawberry.ID
+    ) -> TokenType | None:
         """Federation entities load through the same per-request batched loader as ``node``."""
         return await info.context.token_loader.load(str(id))
 

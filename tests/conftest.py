@@ -112,8 +112,14 @@ class Gateway:
     admin_secret: str
     config: Config
 
-    def post(self, query: str, variables: dict[str, Any] | None = None, *, secret: str | None = None,
-             headers: dict[str, str] | None = None) -> httpx.Response:
+    def post(
+        self,
+        query: str,
+        variables: dict[str, Any] | None = None,
+        *,
+        secret: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
         auth = {"Authorization": f"Bearer {secret or self.admin_secret}"}
         return httpx.post(
             f"{self.url}/graphql",
@@ -122,14 +128,18 @@ class Gateway:
             timeout=30,
         )
 
-    def gql(self, query: str, variables: dict[str, Any] | None = None, *, secret: str | None = None) -> dict[str, Any]:
+    def gql(
+        self, query: str, variables: dict[str, Any] | None = None, *, secret: str | None = None
+    ) -> dict[str, Any]:
         """POST and return the JSON body, asserting HTTP 200."""
         response = self.post(query, variables, secret=secret)
         assert response.status_code == 200, response.text
         body: dict[str, Any] = response.json()
         return body
 
-    def data(self, query: str, variables: dict[str, Any] | None = None, *, secret: str | None = None) -> dict[str, Any]:
+    def data(
+        self, query: str, variables: dict[str, Any] | None = None, *, secret: str | None = None
+    ) -> dict[str, Any]:
         """POST and return ``data``, asserting there were no errors."""
         body = self.gql(query, variables, secret=secret)
         assert "errors" not in body, body["errors"]

@@ -13,7 +13,18 @@ from upstreams.store.source import to_us
 from upstreams.store.tables import token_scopes, tokens
 
 BASE = datetime(2025, 1, 1, tzinfo=UTC)
-NAMES = ["alpha", "Alpha", "ALPHA", "beta", "Beta-2", "ci-deploy", "CI-deploy", "gamma", "Zeta", "zeta"]
+NAMES = [
+    "alpha",
+    "Alpha",
+    "ALPHA",
+    "beta",
+    "Beta-2",
+    "ci-deploy",
+    "CI-deploy",
+    "gamma",
+    "Zeta",
+    "zeta",
+]
 
 
 @dataclass(frozen=True)
@@ -36,7 +47,11 @@ async def seed(store: StoreSource, count: int, *, seed: int = 7) -> list[Seeded]
         name = rng.choice(NAMES)
         created = BASE + timedelta(hours=rng.randrange(25))
         last_used = None if i % 3 == 0 else BASE + timedelta(days=rng.randrange(15))
-        expires = None if i % 3 == 1 else datetime(2099, 1, 1, tzinfo=UTC) + timedelta(days=rng.randrange(10))
+        expires = (
+            None
+            if i % 3 == 1
+            else datetime(2099, 1, 1, tzinfo=UTC) + timedelta(days=rng.randrange(10))
+        )
         subject = rng.choice([None, "user-a", "user-b"])
         scopes = tuple(rng.sample(["tokens:read", "tokens:write"], k=rng.randint(1, 2)))
         rows.append(

@@ -173,9 +173,7 @@ def merge_pages(
         t = _ascending(sort_key(item.token, order.field))
         return t if ascending else _Desc(t)
 
-    streams = [
-        [(heap_key(item), src, item) for item in page.items] for src, page in pages.items()
-    ]
+    streams = [[(heap_key(item), src, item) for item in page.items] for src, page in pages.items()]
     merged = heapq.merge(*streams, key=lambda entry: entry[0])
     positions: dict[str, str] = (
         dict(cursor.positions) if cursor is not None and cursor.backward == backward else {}

@@ -107,7 +107,9 @@ def matches(token: Token, flt: TokenFilter) -> bool:
     if flt.scope is not None and flt.scope not in token.scopes:
         return False
     if flt.application_id is not None and (
-        token.owner is None or token.owner.kind != "APPLICATION" or token.owner.id != flt.application_id
+        token.owner is None
+        or token.owner.kind != "APPLICATION"
+        or token.owner.id != flt.application_id
     ):
         return False
     if flt.owner_user is not None and (

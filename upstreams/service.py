@@ -156,7 +156,9 @@ class TokenService:
         if flt.sources is not None:
             unknown = sorted(k for k in flt.sources if k not in self.sources)
             if unknown:
-                raise errors.InvalidInput(f"unknown source {unknown[0]!r}", argument="filter.sources")
+                raise errors.InvalidInput(
+                    f"unknown source {unknown[0]!r}", argument="filter.sources"
+                )
         chosen = []
         for source in self.sources.values():
             if flt.sources is not None and source.key not in flt.sources:
@@ -231,7 +233,7 @@ class TokenService:
 
     async def _visible_token(self, principal: Principal, global_id: str) -> Token:
         try:
-            type_name, key, _local = ids.decode(global_id)
+            type_name, _key, _local = ids.decode(global_id)
         except errors.InvalidInput:
             raise errors.NotFound("no token with this id") from None
         if type_name != "Token":
@@ -245,7 +247,9 @@ class TokenService:
 
     # -- mutations -----------------------------------------------------------------------
 
-    async def create_token(self, principal: Principal, source_key: str, spec: CreateSpec) -> Created:
+    async def create_token(
+        self, principal: Principal, source_key: str, spec: CreateSpec
+    ) -> Created:
         require(principal, WRITE)
         source = self.sources.get(source_key)
         if source is None or not principal.may_use_source(source_key):
@@ -266,7 +270,9 @@ class TokenService:
                     argument="subject" if spec.subject is not None else "allowedSources",
                 )
             created = await self._call(source, source.create(spec))
-        await self._audit(principal, "create", ids.token_id(source_key, created.token.local_id), source_key)
+        await self._audit(
+            principal, "create", ids.token_id(source_key, created.token.local_id), source_key
+        )
         return created
 
     def _bounded_internal_spec(self, principal: Principal, spec: CreateSpec) -> CreateSpec:
@@ -286,7 +292,9 @@ class TokenService:
         if allowed is not None:
             unknown = sorted(k for k in allowed if k not in self.sources)
             if unknown:
-                raise errors.InvalidInput(f"unknown source {unknown[0]!r}", argument="allowedSources")
+                raise errors.InvalidInput(
+                    f"unknown source {unknown[0]!r}", argument="allowedSources"
+                )
         if principal.allowed_sources is not None:
             if allowed is None:
                 allowed = principal.allowed_sources

@@ -21,8 +21,17 @@ def code_of(gateway: Gateway, query: str, variables: dict[str, object] | None = 
 
 @pytest.mark.parametrize(
     "args",
-    ["first: 0", "first: 101", "last: 0", "last: 101", "first: -1", "first: 1, last: 1",
-     'after: "x", before: "y"', 'first: 2, before: "x"', 'last: 2, after: "x"'],
+    [
+        "first: 0",
+        "first: 101",
+        "last: 0",
+        "last: 101",
+        "first: -1",
+        "first: 1, last: 1",
+        'after: "x", before: "y"',
+        'first: 2, before: "x"',
+        'last: 2, after: "x"',
+    ],
 )
 def test_page_size_and_combinations(gateway: Gateway, args: str) -> None:
     assert code_of(gateway, f"{{ tokens({args}) {{ totalCount }} }}") == "BAD_USER_INPUT"
@@ -41,17 +50,56 @@ def forged(payload: object) -> str:
         "A" * 5000,
         forged({"v": 2}),
         forged([1, 2]),
-        forged({"v": 1, "o": ["CREATED_AT", "ASC"], "k": [{"t": "yesterday"}, "internal", "x"], "b": 0, "p": {}}),
-        forged({"v": 1, "o": ["CREATED_AT", "ASC"], "k": [{"t": "2020-01-01T00:00:00"}, "internal", "x"], "b": 0, "p": {}}),
+        forged(
+            {
+                "v": 1,
+                "o": ["CREATED_AT", "ASC"],
+                "k": [{"t": "yesterday"}, "internal", "x"],
+                "b": 0,
+                "p": {},
+            }
+        ),
+        forged(
+            {
+                "v": 1,
+                "o": ["CREATED_AT", "ASC"],
+                "k": [{"t": "2020-01-01T00:00:00"}, "internal", "x"],
+                "b": 0,
+                "p": {},
+            }
+        ),
         forged({"v": 1, "o": ["NAME", "ASC"], "k": [{"s": "a"}, "internal", "x"], "b": 0, "p": {}}),
-        forged({"v": 1, "o": ["CREATED_AT", "ASC"], "k": [{"s": "a"}, "internal", "x"], "b": 0, "p": {}}),
+        forged(
+            {
+                "v": 1,
+                "o": ["CREATED_AT", "ASC"],
+                "k": [{"s": "a"}, "internal", "x"],
+                "b": 0,
+                "p": {},
+            }
+        ),
         forged({"v": 1, "o": ["CREATED_AT", "ASC"], "k": [None, 5, "x"], "b": 0, "p": {}}),
         forged({"v": 1, "o": ["CREATED_AT", "ASC"], "k": [None, "internal", "x"], "b": 3, "p": {}}),
-        forged({"v": 1, "o": ["CREATED_AT", "ASC"], "k": [None, "internal", "x"], "b": 0, "p": {"a": 1}}),
+        forged(
+            {
+                "v": 1,
+                "o": ["CREATED_AT", "ASC"],
+                "k": [None, "internal", "x"],
+                "b": 0,
+                "p": {"a": 1},
+            }
+        ),
     ],
 )
 def test_bad_cursors(gateway: Gateway, cursor: str) -> None:
-    assert code_of(gateway, "query($c: String) { tokens(first: 2, after: $c) { totalCount } }", {"c": cursor}) == "BAD_USER_INPUT"
+    assert (
+        code_of(
+            gateway,
+            "query($c: String) { tokens(first: 2, after: $c) { totalCount } }",
+            {"c": cursor},
+        )
+        == "BAD_USER_INPUT"
+    )
 
 
 def test_cursor_of_another_order_is_refused(gateway: Gateway) -> None:
@@ -61,9 +109,14 @@ def test_cursor_of_another_order_is_refused(gateway: Gateway) -> None:
     assert code_of(gateway, query, {"c": cursor}) == "BAD_USER_INPUT"
 
 
-@pytest.mark.parametrize("bad_id", ["", "nope", "VG9rZW4", "%%%", base64.b64encode(b"User:internal:1").decode()])
+@pytest.mark.parametrize(
+    "bad_id", ["", "nope", "VG9rZW4", "%%%", base64.b64encode(b"User:internal:1").decode()]
+)
 def test_bad_ids(gateway: Gateway, bad_id: str) -> None:
-    assert code_of(gateway, "query($id: ID!) { node(id: $id) { id } }", {"id": bad_id}) == "BAD_USER_INPUT"
+    assert (
+        code_of(gateway, "query($id: ID!) { node(id: $id) { id } }", {"id": bad_id})
+        == "BAD_USER_INPUT"
+    )
 
 
 def test_unknown_ids_are_null_and_mutations_not_found(gateway: Gateway) -> None:
@@ -77,7 +130,10 @@ def test_unknown_ids_are_null_and_mutations_not_found(gateway: Gateway) -> None:
 
 def test_too_many_node_ids(gateway: Gateway) -> None:
     ids = ["VG9rZW46aW50ZXJuYWw6MA"] * 101
-    assert code_of(gateway, "query($ids: [ID!]!) { nodes(ids: $ids) { id } }", {"ids": ids}) == "BAD_USER_INPUT"
+    assert (
+        code_of(gateway, "query($ids: [ID!]!) { nodes(ids: $ids) { id } }", {"ids": ids})
+        == "BAD_USER_INPUT"
+    )
 
 
 @pytest.mark.parametrize(
@@ -87,11 +143,26 @@ def test_too_many_node_ids(gateway: Gateway) -> None:
         ("{ tokenz }", "GRAPHQL_VALIDATION_FAILED"),
         ('{ tokens(filter: {name: ""}) { totalCount } }', "BAD_USER_INPUT"),
         ('{ tokens(filter: {sources: ["nope"]}) { totalCount } }', "BAD_USER_INPUT"),
-        ('{ tokens(filter: {createdAfter: "2020-01-01T00:00:00"}) { totalCount } }', "BAD_USER_INPUT"),
-        ('mutation { createToken(input: {source: "nope", name: "x"}) { secret } }', "BAD_USER_INPUT"),
-        ('mutation { createToken(input: {source: "internal", name: ""}) { secret } }', "BAD_USER_INPUT"),
-        ('mutation { createToken(input: {source: "internal", name: "x", scopes: ["root"]}) { secret } }', "BAD_USER_INPUT"),
-        ('mutation { createToken(input: {source: "internal", name: "x", scopes: []}) { secret } }', "BAD_USER_INPUT"),
+        (
+            '{ tokens(filter: {createdAfter: "2020-01-01T00:00:00"}) { totalCount } }',
+            "BAD_USER_INPUT",
+        ),
+        (
+            'mutation { createToken(input: {source: "nope", name: "x"}) { secret } }',
+            "BAD_USER_INPUT",
+        ),
+        (
+            'mutation { createToken(input: {source: "internal", name: ""}) { secret } }',
+            "BAD_USER_INPUT",
+        ),
+        (
+            'mutation { createToken(input: {source: "internal", name: "x", scopes: ["root"]}) { secret } }',
+            "BAD_USER_INPUT",
+        ),
+        (
+            'mutation { createToken(input: {source: "internal", name: "x", scopes: []}) { secret } }',
+            "BAD_USER_INPUT",
+        ),
     ],
 )
 def test_coded_errors(gateway: Gateway, query: str, code: str) -> None:
@@ -99,7 +170,10 @@ def test_coded_errors(gateway: Gateway, query: str, code: str) -> None:
 
 
 def test_variable_errors_and_batches(gateway: Gateway) -> None:
-    assert code_of(gateway, "query($n: Int) { tokens(first: $n) { totalCount } }", {"n": "ten"}) == "BAD_USER_INPUT"
+    assert (
+        code_of(gateway, "query($n: Int) { tokens(first: $n) { totalCount } }", {"n": "ten"})
+        == "BAD_USER_INPUT"
+    )
     import httpx
 
     response = httpx.post(

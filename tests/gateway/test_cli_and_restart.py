@@ -15,22 +15,44 @@ from tests.conftest import gateway_config
 from upstreams.loopback import serve_in_thread
 
 
-def cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def cli(
+    *args: str, cwd: Path, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "gateway.cli", *args],
-        capture_output=True, text=True, timeout=120, cwd=cwd, env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
     )
 
 
 def query(url: str, secret: str, text: str) -> httpx.Response:
-    return httpx.post(f"{url}/graphql", json={"query": text}, headers={"Authorization": f"Bearer {secret}"})
+    return httpx.post(
+        f"{url}/graphql", json={"query": text}, headers={"Authorization": f"Bearer {secret}"}
+    )
 
 
 def test_token_create_json_then_serve_and_restart(tmp_path: Path, monkeypatch: object) -> None:
     config_file = tmp_path / "tg.toml"
     config_file.write_text('[store]\nurl = "sqlite:///tg.db"\n')
-    made = cli("token", "create", "--config", str(config_file), "--name", "ops", "--scope", "tokens:read",
-               "--scope", "tokens:write", "--subject", "ops-user", "--json", cwd=tmp_path)
+    made = cli(
+        "token",
+        "create",
+        "--config",
+        str(config_file),
+        "--name",
+        "ops",
+        "--scope",
+        "tokens:read",
+        "--scope",
+        "tokens:write",
+        "--subject",
+        "ops-user",
+        "--json",
+        cwd=tmp_path,
+    )
     assert made.returncode == 0, made.stderr
     out = json.loads(made.stdout)
     assert {"id", "secret"} <= out.keys() and out["secret"].startswith("tg_")
@@ -38,7 +60,17 @@ def test_token_create_json_then_serve_and_restart(tmp_path: Path, monkeypatch: o
     assert (tmp_path / "tg.db").exists() and (tmp_path / "tokengate.key").exists()
     assert oct((tmp_path / "tokengate.key").stat().st_mode & 0o777) == "0o600"
 
-    bad = cli("token", "create", "--config", str(config_file), "--name", "x", "--scope", "tokens:root", cwd=tmp_path)
+    bad = cli(
+        "token",
+        "create",
+        "--config",
+        str(config_file),
+        "--name",
+        "x",
+        "--scope",
+        "tokens:root",
+        cwd=tmp_path,
+    )
     assert bad.returncode == 1 and "unknown scope" in bad.stderr
 
     from gateway.config import load
@@ -46,7 +78,11 @@ def test_token_create_json_then_serve_and_restart(tmp_path: Path, monkeypatch: o
     config = load(config_file, environ={})
     for _ in range(2):  # the second start proves the data (and key) survive a restart
         with serve_in_thread(create_app(config)) as url:
-            response = query(url, out["secret"], "{ tokens { totalCount edges { node { id name owner { id } } } } }")
+            response = query(
+                url,
+                out["secret"],
+                "{ tokens { totalCount edges { node { id name owner { id } } } } }",
+            )
             assert response.status_code == 200, response.text
             edges = response.json()["data"]["tokens"]["edges"]
             assert [e["node"]["id"] for e in edges] == [out["id"]]
@@ -64,13 +100,22 @@ def test_bootstrap_token_rotation(tmp_path: Path, monkeypatch: object) -> None:
         with serve_in_thread(create_app(config)) as url:
             assert query(url, first, "{ sources { key } }").status_code == 200
         with serve_in_thread(create_app(config)) as url:  # same value: still one bootstrap token
-            body = query(url, first, '{ tokens(filter: {name: "bootstrap"}) { totalCount } }').json()
+            body = query(
+                url, first, '{ tokens(filter: {name: "bootstrap"}) { totalCount } }'
+            ).json()
             assert body["data"]["tokens"]["totalCount"] == 1
         mp.setenv("TOKENGATE_BOOTSTRAP_TOKEN", second)
         with serve_in_thread(create_app(config)) as url:
             assert query(url, first, "{ sources { key } }").status_code == 401
-            body = query(url, second, '{ tokens(filter: {name: "bootstrap", statuses: [ACTIVE, REVOKED]}) { edges { node { status } } } }').json()
-            assert sorted(e["node"]["status"] for e in body["data"]["tokens"]["edges"]) == ["ACTIVE", "REVOKED"]
+            body = query(
+                url,
+                second,
+                '{ tokens(filter: {name: "bootstrap", statuses: [ACTIVE, REVOKED]}) { edges { node { status } } } }',
+            ).json()
+            assert sorted(e["node"]["status"] for e in body["data"]["tokens"]["edges"]) == [
+                "ACTIVE",
+                "REVOKED",
+            ]
     finally:
         mp.undo()
 

@@ -58,23 +58,50 @@ def test_precedence_flags_over_env_over_file(tmp_path: Path) -> None:
     env = {**ENV, "TOKENGATE_PORT": "9100", "TOKENGATE_CONFIG": str(path)}
     assert load(None, environ=env).server.port == 9100
     assert load(None, environ=env, port=9200).server.port == 9200
-    assert load(path, environ={**ENV, "TOKENGATE_STORE_URL": "sqlite:///elsewhere.db"}).store.url == "sqlite:///elsewhere.db"
+    assert (
+        load(path, environ={**ENV, "TOKENGATE_STORE_URL": "sqlite:///elsewhere.db"}).store.url
+        == "sqlite:///elsewhere.db"
+    )
 
 
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
-        (lambda t: t.replace('port = 9000', 'port = 9000\nprot = 1'), r"tokengate.toml:5: unknown key server.prot"),
-        (lambda t: t.replace('timeout_s = 3', 'timeout = 3'), r"tokengate.toml:22: unknown key sources.timeout"),
-        (lambda t: t.replace('"https://api.losant.com"', '"ftp://x"'), r"tokengate.toml:19: base_url must be an http"),
-        (lambda t: t.replace('"LOSANT_API_TOKEN"', '"NOPE_UNSET_VAR"'), r"tokengate.toml:21: the environment variable NOPE_UNSET_VAR"),
-        (lambda t: t.replace('provider = "amper"', 'provider = "github"'), r"tokengate.toml:11: provider must be one of"),
-        (lambda t: t.replace('"sqlite:///data/tg.db"', '"mysql://x"'), r"tokengate.toml:7: the store URL"),
-        (lambda t: t.replace('port = 9000', 'port = "x"'), r"tokengate.toml:4: port must be a int"),
-        (lambda t: t.replace('key = "fleet"', 'key = "amper"'), r"tokengate.toml:17: source key 'amper' is used twice"),
+        (
+            lambda t: t.replace("port = 9000", "port = 9000\nprot = 1"),
+            r"tokengate.toml:5: unknown key server.prot",
+        ),
+        (
+            lambda t: t.replace("timeout_s = 3", "timeout = 3"),
+            r"tokengate.toml:22: unknown key sources.timeout",
+        ),
+        (
+            lambda t: t.replace('"https://api.losant.com"', '"ftp://x"'),
+            r"tokengate.toml:19: base_url must be an http",
+        ),
+        (
+            lambda t: t.replace('"LOSANT_API_TOKEN"', '"NOPE_UNSET_VAR"'),
+            r"tokengate.toml:21: the environment variable NOPE_UNSET_VAR",
+        ),
+        (
+            lambda t: t.replace('provider = "amper"', 'provider = "github"'),
+            r"tokengate.toml:11: provider must be one of",
+        ),
+        (
+            lambda t: t.replace('"sqlite:///data/tg.db"', '"mysql://x"'),
+            r"tokengate.toml:7: the store URL",
+        ),
+        (lambda t: t.replace("port = 9000", 'port = "x"'), r"tokengate.toml:4: port must be a int"),
+        (
+            lambda t: t.replace('key = "fleet"', 'key = "amper"'),
+            r"tokengate.toml:17: source key 'amper' is used twice",
+        ),
         (lambda t: t + "\n[extra]\n", r"tokengate.toml:24: unknown section \[extra\]"),
         (lambda t: t + "\nnot toml = = =\n", r"not valid TOML"),
-        (lambda t: t.replace('"575ec8687ae143cd83dc4a97"', '"../../etc"'), r"is not a 24-hex Losant id"),
+        (
+            lambda t: t.replace('"575ec8687ae143cd83dc4a97"', '"../../etc"'),
+            r"is not a 24-hex Losant id",
+        ),
     ],
 )
 def test_bad_config_names_key_and_line(tmp_path: Path, change: object, expected: str) -> None:
@@ -95,7 +122,10 @@ def test_serve_refuses_a_bad_config(tmp_path: Path) -> None:
     path = write(tmp_path, GOOD.replace("port = 9000", "port = 9000\nbogus = true"))
     result = subprocess.run(
         [sys.executable, "-m", "gateway.cli", "serve", "--config", str(path)],
-        capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin", **ENV},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"PATH": "/usr/bin:/bin", **ENV},
     )
     assert result.returncode == 2
     assert "tokengate.toml:5: unknown key server.bogus" in result.stderr

@@ -14,31 +14,49 @@ mutation($input: CreateTokenInput!) {
             owner { kind id } source { key provider } }
   }
 }"""
-NODE = "query($id: ID!) { node(id: $id) { id ... on Token { name description status lastUsedAt } } }"
+NODE = (
+    "query($id: ID!) { node(id: $id) { id ... on Token { name description status lastUsedAt } } }"
+)
 LIST = """
 query($filter: TokenFilter) {
   tokens(first: 100, filter: $filter) { totalCount edges { node { id name status } } }
 }"""
 
 
-def test_create_list_node_update_revoke(gateway: Gateway, captured_logs: LogCapture, tmp_path: Path) -> None:
+def test_create_list_node_update_revoke(
+    gateway: Gateway, captured_logs: LogCapture, tmp_path: Path
+) -> None:
     created = gateway.data(
         CREATE,
-        {"input": {"source": "internal", "name": "ci-deploy", "description": "CI",
-                   "scopes": ["tokens:read"], "clientMutationId": "m1"}},
+        {
+            "input": {
+                "source": "internal",
+                "name": "ci-deploy",
+                "description": "CI",
+                "scopes": ["tokens:read"],
+                "clientMutationId": "m1",
+            }
+        },
     )["createToken"]
     secret = created["secret"]
     token = created["token"]
     assert secret.startswith("tg_") and len(secret) == 46
     assert created["clientMutationId"] == "m1"
     assert token["secretHint"] == secret[:8] and secret not in str(token)
-    assert token["provider"] == "INTERNAL" and token["source"] == {"key": "internal", "provider": "INTERNAL"}
+    assert token["provider"] == "INTERNAL" and token["source"] == {
+        "key": "internal",
+        "provider": "INTERNAL",
+    }
     assert token["status"] == "ACTIVE" and token["scopes"] == ["tokens:read"]
     assert token["createdAt"].endswith("+00:00")
 
     listed = gateway.data(LIST, {"filter": {"name": "CI-*"}})["tokens"]
     assert listed["totalCount"] == 1
-    assert listed["edges"][0]["node"] == {"id": token["id"], "name": "ci-deploy", "status": "ACTIVE"}
+    assert listed["edges"][0]["node"] == {
+        "id": token["id"],
+        "name": "ci-deploy",
+        "status": "ACTIVE",
+    }
 
     # The new token works as a credential, and its use is recorded.
     own = gateway.data(NODE, {"id": token["id"]}, secret=secret)["node"]
@@ -49,22 +67,37 @@ def test_create_list_node_update_revoke(gateway: Gateway, captured_logs: LogCapt
              token { id name status description } } }""",
         {"id": token["id"]},
     )["updateToken"]["token"]
-    assert updated == {"id": token["id"], "name": "ci-deploy-2", "status": "INACTIVE", "description": "CI"}
+    assert updated == {
+        "id": token["id"],
+        "name": "ci-deploy-2",
+        "status": "INACTIVE",
+        "description": "CI",
+    }
     # An inactive token no longer authenticates.
     assert gateway.post("{ sources { key } }", secret=secret).status_code == 401
 
     revoked = gateway.data(
-        "mutation($id: ID!) { revokeToken(input: {id: $id}) { revokedTokenId } }", {"id": token["id"]}
+        "mutation($id: ID!) { revokeToken(input: {id: $id}) { revokedTokenId } }",
+        {"id": token["id"]},
     )
     assert revoked["revokeToken"]["revokedTokenId"] == token["id"]
     # Kept for audit, out of default lists, visible when asked for.
     assert gateway.data(NODE, {"id": token["id"]})["node"]["status"] == "REVOKED"
     assert gateway.data(LIST, {"filter": {"name": "ci-*"}})["tokens"]["totalCount"] == 0
-    assert gateway.data(LIST, {"filter": {"name": "ci-*", "statuses": ["REVOKED"]}})["tokens"]["totalCount"] == 1
+    assert (
+        gateway.data(LIST, {"filter": {"name": "ci-*", "statuses": ["REVOKED"]}})["tokens"][
+            "totalCount"
+        ]
+        == 1
+    )
     # Revoking twice is fine; updating a revoked token is refused.
-    gateway.data("mutation($id: ID!) { revokeToken(input: {id: $id}) { revokedTokenId } }", {"id": token["id"]})
+    gateway.data(
+        "mutation($id: ID!) { revokeToken(input: {id: $id}) { revokedTokenId } }",
+        {"id": token["id"]},
+    )
     body = gateway.gql(
-        'mutation($id: ID!) { updateToken(input: {id: $id, status: ACTIVE}) { token { id } } }', {"id": token["id"]}
+        "mutation($id: ID!) { updateToken(input: {id: $id, status: ACTIVE}) { token { id } } }",
+        {"id": token["id"]},
     )
     assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
 
@@ -88,27 +121,51 @@ def test_secret_is_returned_once_only(gateway: Gateway) -> None:
 
 def test_nodes_and_sources(gateway: Gateway) -> None:
     ids = [
-        gateway.data(CREATE, {"input": {"source": "internal", "name": f"n{i}"}})["createToken"]["token"]["id"]
+        gateway.data(CREATE, {"input": {"source": "internal", "name": f"n{i}"}})["createToken"][
+            "token"
+        ]["id"]
         for i in range(3)
     ]
     missing = "VG9rZW46aW50ZXJuYWw6MDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDA"
     data = gateway.data(
-        "query($ids: [ID!]!) { nodes(ids: $ids) { id ... on Token { name } } }", {"ids": [*ids, missing]}
+        "query($ids: [ID!]!) { nodes(ids: $ids) { id ... on Token { name } } }",
+        {"ids": [*ids, missing]},
     )
     assert [n and n["name"] for n in data["nodes"]] == ["n0", "n1", "n2", None]
-    sources = gateway.data("{ sources { id key name provider capabilities { canCreate canUpdate canRevoke nativeSortFields } } }")
+    sources = gateway.data(
+        "{ sources { id key name provider capabilities { canCreate canUpdate canRevoke nativeSortFields } } }"
+    )
     [internal] = sources["sources"]
     assert internal["key"] == "internal" and internal["capabilities"]["canRevoke"] is True
-    node = gateway.data("query($id: ID!) { node(id: $id) { id ... on Source { key } } }", {"id": internal["id"]})
+    node = gateway.data(
+        "query($id: ID!) { node(id: $id) { id ... on Source { key } } }", {"id": internal["id"]}
+    )
     assert node["node"]["key"] == "internal"
 
 
 def test_expires_at_must_be_future_and_expired_tokens_show_expired(gateway: Gateway) -> None:
-    body = gateway.gql(CREATE, {"input": {"source": "internal", "name": "old", "expiresAt": "2001-01-01T00:00:00Z"}})
+    body = gateway.gql(
+        CREATE,
+        {"input": {"source": "internal", "name": "old", "expiresAt": "2001-01-01T00:00:00Z"}},
+    )
     assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
-    body = gateway.gql(CREATE, {"input": {"source": "internal", "name": "naive", "expiresAt": "2099-01-01T00:00:00"}})
+    body = gateway.gql(
+        CREATE,
+        {"input": {"source": "internal", "name": "naive", "expiresAt": "2099-01-01T00:00:00"}},
+    )
     assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
-    ok = gateway.data(CREATE, {"input": {"source": "internal", "name": "later", "expiresAt": "2099-01-01T02:00:00+02:00"}})
+    ok = gateway.data(
+        CREATE,
+        {
+            "input": {
+                "source": "internal",
+                "name": "later",
+                "expiresAt": "2099-01-01T02:00:00+02:00",
+            }
+        },
+    )
     token_id = ok["createToken"]["token"]["id"]
-    got = gateway.data("query($id: ID!) { node(id: $id) { ... on Token { expiresAt } } }", {"id": token_id})
+    got = gateway.data(
+        "query($id: ID!) { node(id: $id) { ... on Token { expiresAt } } }", {"id": token_id}
+    )
     assert got["node"]["expiresAt"] == "2099-01-01T00:00:00+00:00"

@@ -37,7 +37,10 @@ def test_checker_would_catch_a_breaking_change() -> None:
 
 def test_schema_graphql_is_current() -> None:
     exported = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "export-schema"], capture_output=True, text=True, check=True
+        [sys.executable, "-m", "gateway.cli", "export-schema"],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     assert (ROOT / "schema.graphql").read_text() == exported, (
         "schema.graphql is stale: run `tokengate export-schema > schema.graphql`"

@@ -38,14 +38,18 @@ async def walk(service: TokenService, order: TokenOrder, size: int, *, backward:
     cursor: str | None = None
     pages = 0
     while True:
-        args = PageArgs(last=size, before=cursor) if backward else PageArgs(first=size, after=cursor)
+        args = (
+            PageArgs(last=size, before=cursor) if backward else PageArgs(first=size, after=cursor)
+        )
         result = await service.list_tokens(ADMIN, TokenFilter(), order, args)
         page = result.page
         ids = [e.token.local_id for e in page.edges]
         assert len(ids) <= size
         more = page.has_previous_page if backward else page.has_next_page
         other_side = page.has_next_page if backward else page.has_previous_page
-        assert other_side is (cursor is not None), "the side we came from has items iff not the first page"
+        assert other_side is (cursor is not None), (
+            "the side we came from has items iff not the first page"
+        )
         seen = ids + seen if backward else seen + ids
         pages += 1
         assert page.total_count is not None
@@ -118,7 +122,9 @@ async def test_filters_in_sql_match_python(seeded: tuple[TokenService, list[Seed
         got: list[str] = []
         cursor = None
         while True:
-            result = await service.list_tokens(ADMIN, flt, TokenOrder(), PageArgs(first=100, after=cursor))
+            result = await service.list_tokens(
+                ADMIN, flt, TokenOrder(), PageArgs(first=100, after=cursor)
+            )
             got.extend(e.token.local_id for e in result.page.edges)
             assert result.page.total_count == len(want), flt
             if not result.page.has_next_page:

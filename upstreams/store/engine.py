@@ -20,7 +20,9 @@ def async_url(url: str) -> sa.URL:
         return parsed.set(drivername="sqlite+aiosqlite")
     if backend == "postgresql":
         return parsed.set(drivername="postgresql+asyncpg")
-    raise ValueError(f"unsupported store URL scheme {parsed.drivername!r}: use sqlite or postgresql")
+    raise ValueError(
+        f"unsupported store URL scheme {parsed.drivername!r}: use sqlite or postgresql"
+    )
 
 
 def create_engine(url: str) -> AsyncEngine:

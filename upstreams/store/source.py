@@ -142,7 +142,9 @@ class StoreSource:
         ascending = walk.direction is Direction.ASC
         page_where = where
         if request.after is not None:
-            page_where = sa.and_(where, self._seek_clause(column, request.after, walk.field, ascending))
+            page_where = sa.and_(
+                where, self._seek_clause(column, request.after, walk.field, ascending)
+            )
         null_last = column.is_(None)
         order_by = (
             [null_last.asc(), column.asc(), tokens.c.id.asc()]
@@ -309,10 +311,13 @@ class StoreSource:
                 argument="scopes",
             )
         if not scopes:
-            raise errors.InvalidInput("an internal token needs at least one scope", argument="scopes")
+            raise errors.InvalidInput(
+                "an internal token needs at least one scope", argument="scopes"
+            )
         if spec.application_id is not None:
             raise errors.InvalidInput(
-                "applicationId applies to Losant tokens, not internal ones", argument="applicationId"
+                "applicationId applies to Losant tokens, not internal ones",
+                argument="applicationId",
             )
         now = _now()
         if spec.expires_at is not None and spec.expires_at <= now:
@@ -379,7 +384,9 @@ class StoreSource:
                         token_scopes.insert(), [{"token_id": token_id, "scope": s} for s in scopes]
                     )
         except SQLAlchemyError as exc:
-            raise errors.UpstreamUnavailable(self.key, "the internal store refused the write") from exc
+            raise errors.UpstreamUnavailable(
+                self.key, "the internal store refused the write"
+            ) from exc
 
     async def update(self, local_id: str, spec: UpdateSpec) -> Token:
         current = await self.get(local_id)
@@ -498,7 +505,9 @@ class StoreSource:
                         is_bootstrap=True,
                     )
                 )
-                await conn.execute(token_scopes.delete().where(token_scopes.c.token_id == existing[0]))
+                await conn.execute(
+                    token_scopes.delete().where(token_scopes.c.token_id == existing[0])
+                )
                 await conn.execute(
                     token_scopes.insert().values(token_id=existing[0], scope="tokens:admin")
                 )

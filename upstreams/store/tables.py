@@ -48,7 +48,12 @@ token_scopes = sa.Table(
 audit_events = sa.Table(
     "audit_events",
     metadata,
-    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column(
+        "id",
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
     sa.Column("at", sa.BigInteger, nullable=False),
     sa.Column("actor_token_id", sa.String(32), nullable=True),
     sa.Column("action", sa.String(32), nullable=False),
