@@ -1,0 +1,135 @@
+"""The Docker files, checked without a Docker engine (none runs on these machines).
+
+The Dockerfile is parsed and its install and start steps are replayed in a fresh virtualenv:
+`pip install .`, then its CMD with its ENV (with /data mapped to a temporary directory),
+then its HEALTHCHECK command against the running process.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+import time
+import venv
+from pathlib import Path
+
+import pytest
+import yaml
+
+from upstreams.loopback import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCKERFILE = ROOT / "docker" / "Dockerfile"
+
+
+def instructions() -> list[tuple[str, str]]:
+    text = re.sub(r"\\\n\s*", " ", DOCKERFILE.read_text())
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            word, _, rest = line.partition(" ")
+            out.append((word.upper(), rest.strip()))
+    return out
+
+
+def final_stage() -> list[tuple[str, str]]:
+    steps = instructions()
+    last_from = max(i for i, (word, _) in enumerate(steps) if word == "FROM")
+    return steps[last_from:]
+
+
+def env_of(stage: list[tuple[str, str]]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for word, rest in stage:
+        if word == "ENV":
+            for item in shlex.split(rest):
+                key, _, value = item.partition("=")
+                env[key] = value
+    return env
+
+
+def test_dockerfile_shape() -> None:
+    steps = instructions()
+    assert sum(1 for word, _ in steps if word == "FROM") >= 2, "multi-stage build"
+    stage = final_stage()
+    users = [rest for word, rest in stage if word == "USER"]
+    assert users and users[-1] not in ("root", "0"), "runs as a non-root user"
+    healthchecks = [rest for word, rest in stage if word == "HEALTHCHECK"]
+    assert healthchecks and "/healthz" in healthchecks[-1]
+    volumes = [rest for word, rest in stage if word == "VOLUME"]
+    assert volumes and "/data" in volumes[-1]
+    assert env_of(stage)["TOKENGATE_STORE_URL"].startswith("sqlite:////data/")
+    cmd = [rest for word, rest in stage if word == "CMD"][-1]
+    assert cmd == '["tokengate", "serve"]'
+    # Nothing secret is baked into the image.
+    assert not re.search(
+        r"(?i)(secret|password|token)_?[a-z]*=\S",
+        DOCKERFILE.read_text().split("HEALTHCHECK")[0].replace("TOKENGATE_", ""),
+    )
+
+
+def test_compose_has_gateway_and_postgres() -> None:
+    compose = yaml.safe_load((ROOT / "docker" / "compose.yaml").read_text())
+    services = compose["services"]
+    assert services["db"]["image"].startswith("postgres:")
+    gateway = services["gateway"]
+    assert gateway["build"]["dockerfile"] == "docker/Dockerfile"
+    assert gateway["environment"]["TOKENGATE_STORE_URL"].startswith("postgresql://")
+    assert gateway["depends_on"]["db"]["condition"] == "service_healthy"
+    assert all(p.startswith("127.0.0.1:") for p in gateway["ports"])
+
+
+@pytest.fixture(scope="module")
+def fresh_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The build stage's `python -m venv` + `pip install .`, in a fresh environment."""
+    target = tmp_path_factory.mktemp("image") / "opt-tokengate"
+    venv.create(target, with_pip=True)
+    result = subprocess.run(
+        [str(target / "bin" / "pip"), "install", "-q", "--disable-pip-version-check", str(ROOT)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return target
+
+
+def test_image_steps_install_start_and_pass_the_healthcheck(
+    fresh_venv: Path, tmp_path: Path
+) -> None:
+    stage = final_stage()
+    data = tmp_path / "data"
+    data.mkdir()
+    port = free_port()
+    env = {k: v.replace("/data", str(data)) for k, v in env_of(stage).items() if k != "PATH"}
+    env.update(
+        PATH=f"{fresh_venv / 'bin'}:/usr/bin:/bin",
+        TOKENGATE_HOST="127.0.0.1",
+        TOKENGATE_PORT=str(port),
+    )
+    cmd = [rest for word, rest in stage if word == "CMD"][-1]
+    argv = [str(fresh_venv / "bin" / a) if i == 0 else a for i, a in enumerate(yaml.safe_load(cmd))]
+    process = subprocess.Popen(
+        argv, cwd=data, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        health = [rest for word, rest in stage if word == "HEALTHCHECK"][-1]
+        check = yaml.safe_load(health.split("CMD", 1)[1].strip())
+        check = [str(fresh_venv / "bin" / "python"), *check[1:]]
+        check = [c.replace("127.0.0.1:8000", f"127.0.0.1:{port}") for c in check]
+        deadline = time.monotonic() + 60
+        while True:
+            probe = subprocess.run(check, capture_output=True, env=env, timeout=10)
+            if probe.returncode == 0:
+                break
+            assert process.poll() is None, process.stdout.read() if process.stdout else ""
+            assert time.monotonic() < deadline, "the HEALTHCHECK never passed"
+            time.sleep(0.3)
+        assert (data / "tokengate.db").exists(), "the store lives on the volume"
+        assert (data / "tokengate.key").exists(), "so does the generated server key"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    assert process.returncode in (0, -15)
