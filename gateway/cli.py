@@ -1,4 +1,4 @@
-"""The ``tokengate`` command: serve, token create, export-schema, migrate, simulate."""
+"""The ``tokengate`` command: serve (--demo), token create, export-schema, migrate, simulate."""
 
 from __future__ import annotations
 
@@ -24,13 +24,21 @@ def _load(args: argparse.Namespace) -> Config:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from gateway import logs
-    from gateway.app import create_app
 
     logs.setup(args.log_level.upper())
     config = _load(args)
+    if args.demo:
+        return _serve_demo(config)
+    _run(config)
+    return 0
+
+
+def _run(config: Config) -> None:
+    import uvicorn
+
+    from gateway.app import create_app
+
     app = create_app(config)
     print(
         f"tokengate: serving GraphQL on http://{config.server.host}:{config.server.port}/graphql",
@@ -45,7 +53,84 @@ def _serve(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=10,
         lifespan="on",
     )
+
+
+DEMO_TOKENS = [
+    ("ci-deploy", ["tokens:read"], None),
+    ("grafana-dashboard", ["tokens:read"], None),
+    ("security-oncall", ["tokens:read", "tokens:write"], None),
+    ("anna-self-service", ["tokens:read", "tokens:write"], "anna.de.vries@example.com"),
+]
+
+
+def _serve_demo(config: Config) -> int:
+    import dataclasses
+    import os
+    import tempfile
+    from pathlib import Path
+
+    from gateway.app import open_store
+    from gateway.config import StoreConfig
+    from gateway.demo import demo_secret, simulators
+    from upstreams.model import CreateSpec
+
+    workdir = Path(tempfile.mkdtemp(prefix="tokengate-demo-"))
+    secret = os.environ.get("TOKENGATE_BOOTSTRAP_TOKEN") or demo_secret()
+    os.environ["TOKENGATE_BOOTSTRAP_TOKEN"] = secret
+    store_config = StoreConfig(
+        url=f"sqlite:///{workdir / 'demo.db'}", key_file=workdir / "demo.key"
+    )
+
+    async def seed() -> None:
+        store = await open_store(dataclasses.replace(config, store=store_config))
+        try:
+            for name, scopes, subject in DEMO_TOKENS:
+                await store.create(CreateSpec(name=name, scopes=tuple(scopes), subject=subject))
+        finally:
+            await store.aclose()
+
+    asyncio.run(seed())
+    with simulators() as running:
+        demo = dataclasses.replace(
+            config, store=store_config, sources=tuple(s.source for s in running.values())
+        )
+        url = f"http://{demo.server.host}:{demo.server.port}/graphql"
+        print(
+            "\n".join(
+                [
+                    "tokengate demo: simulated upstreams on loopback:",
+                    *(f"  {key:6} {sim.provider:6} {sim.url}" for key, sim in running.items()),
+                    f"GraphiQL:  {url}",
+                    f'Header:    {{"Authorization": "Bearer {secret}"}}',
+                    'Try:       { tokens(first: 20, filter: {userId: "anna.de.vries@example.com"}) '
+                    "{ totalCount edges { node { name provider status createdAt } } "
+                    "failedSources { source { key } reason } } }",
+                    f"Data:      {workdir} (temporary)",
+                ]
+            ),
+            file=sys.stderr,
+        )
+        _run(demo)
     return 0
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    import time
+
+    from gateway.demo import PROVIDERS, simulators
+
+    chosen = tuple(args.provider or PROVIDERS)
+    ports = {p: args.port + i for i, p in enumerate(PROVIDERS)} if args.port else None
+    with simulators(chosen, count=args.count, ports=ports) as running:
+        for sim in running.values():
+            creds = ", ".join(f"{k}={v}" for k, v in sim.source.credentials.items())
+            print(f"{sim.provider:6} {sim.url}  ({creds}; control: {sim.url}/_sim/requests)")
+        sys.stdout.flush()
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            return 0
 
 
 async def _create_token(args: argparse.Namespace, config: Config) -> dict[str, object]:
@@ -137,7 +222,18 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.add_argument(
+        "--demo",
+        action="store_true",
+        help="start simulated Amper, OAuth-style and Losant upstreams and wire the gateway to them",
+    )
     serve.set_defaults(func=_serve)
+
+    simulate = sub.add_parser("simulate", help="run the upstream simulators on loopback")
+    simulate.add_argument("--provider", action="append", choices=["amper", "oauth", "losant"])
+    simulate.add_argument("--port", type=int, help="first port (amper, then oauth, losant)")
+    simulate.add_argument("--count", type=int, default=30, help="sample tokens per simulator")
+    simulate.set_defaults(func=_simulate)
 
     token = sub.add_parser("token", help="manage internal tokens")
     token_sub = token.add_subparsers(dest="token_command", required=True)
