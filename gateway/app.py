@@ -23,6 +23,7 @@ from gateway.logs import request_id_var
 from gateway.upstream_factory import build_upstreams, http_client
 from gateway.view import GatewayView
 from schema.build import build_schema
+from schema.limits import Limits
 from schema.types import SourceCapabilities, SourceType
 from upstreams import ids
 from upstreams.service import TokenService
@@ -102,7 +103,14 @@ class _LazyGraphQL:
 
 
 def create_app(config: Config) -> Starlette:
-    schema = build_schema(max_depth=config.limits.max_depth, max_aliases=config.limits.max_aliases)
+    schema = build_schema(
+        Limits(
+            max_depth=config.limits.max_depth,
+            max_aliases=config.limits.max_aliases,
+            max_cost=config.limits.max_cost,
+            sources=len(config.sources) + 1,
+        )
+    )
     graphql = _LazyGraphQL()
     state: dict[str, Runtime] = {}
 

@@ -6,10 +6,11 @@ from typing import Any
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import MaxAliasesLimiter, ParserCache, QueryDepthLimiter, ValidationCache
+from strawberry.extensions import ParserCache, ValidationCache
 from strawberry.types import ExecutionContext
 
 from schema.errors import log_unexpected
+from schema.limits import Limits, limits_extension
 from schema.mutation import Mutation
 from schema.query import Query
 from schema.types import SourceType, TokenType
@@ -27,7 +28,7 @@ class GatewaySchema(strawberry.federation.Schema):
         log_unexpected(errors, getattr(context, "request_id", None))
 
 
-def build_schema(*, max_depth: int = 15, max_aliases: int = 30) -> GatewaySchema:
+def build_schema(limits: Limits | None = None) -> GatewaySchema:
     return GatewaySchema(
         query=Query,
         mutation=Mutation,
@@ -35,7 +36,6 @@ def build_schema(*, max_depth: int = 15, max_aliases: int = 30) -> GatewaySchema
         extensions=[
             lambda: ParserCache(maxsize=CACHE_SIZE),
             lambda: ValidationCache(maxsize=CACHE_SIZE),
-            lambda: QueryDepthLimiter(max_depth=max_depth),
-            lambda: MaxAliasesLimiter(max_alias_count=max_aliases),
+            limits_extension(limits or Limits()),
         ],
     )
