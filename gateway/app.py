@@ -83,6 +83,7 @@ def source_types(service: TokenService) -> dict[str, SourceType]:
             name=source.name,
             provider=source.provider,
             capabilities=SourceCapabilities.of(source.capabilities),
+            source=source,
         )
         for key, source in service.sources.items()
     }
@@ -141,8 +142,11 @@ def create_app(config: Config) -> Starlette:
 
     async def readyz(_request: Request) -> JSONResponse:
         runtime = state.get("runtime")
-        upstream_keys = [s.key for s in config.sources]
-        sources = dict.fromkeys(upstream_keys, "ok")
+        sources = {
+            key: getattr(source, "health", "ok")
+            for key, source in (runtime.service.sources.items() if runtime else ())
+            if key != "internal"
+        }
         store_ok = runtime is not None and await runtime.store.ping()
         body = {
             "status": "ready" if store_ok else "unavailable",

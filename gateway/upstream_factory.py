@@ -8,6 +8,7 @@ import httpx
 
 from gateway.config import SourceConfig
 from upstreams.base import TokenSource
+from upstreams.resilience import ResilientSource, TrafficPolicy
 
 
 def build_upstreams(

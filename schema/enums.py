@@ -23,3 +23,10 @@ class SourceFailureReason(enum.Enum):
     RATE_LIMITED = "RATE_LIMITED"
     BAD_RESPONSE = "BAD_RESPONSE"
     NEEDS_FILTER = "NEEDS_FILTER"
+
+
+@strawberry.enum
+class SourceHealth(enum.Enum):
+    OK = "OK"
+    DEGRADED = "DEGRADED"
+    DOWN = "DOWN"

@@ -21,7 +21,7 @@ from upstreams.model import (
 if TYPE_CHECKING:
     from schema.context import Context
 
-from schema.enums import SourceFailureReason
+from schema.enums import SourceFailureReason, SourceHealth
 
 
 @strawberry.interface(
@@ -76,6 +76,16 @@ class SourceType(Node):
     name: str
     provider: Provider
     capabilities: SourceCapabilities
+    source: strawberry.Private[object] = None
+
+    @strawberry.field(
+        description=(
+            "OK, DEGRADED (recent failures, or probing after an outage) or DOWN (calls paused "
+            "by the circuit breaker). The internal store is OK while the gateway answers."
+        )
+    )
+    def health(self) -> SourceHealth:
+        return SourceHealth(getattr(self.source, "health", "ok").upper())
 
 
 @strawberry.federation.type(

@@ -70,9 +70,12 @@ class UpstreamError(TokengateError):
     code = "UPSTREAM_UNAVAILABLE"
     reason = "UNAVAILABLE"
 
-    def __init__(self, source: str, message: str) -> None:
+    def __init__(self, source: str, message: str, *, status: int | None = None) -> None:
         super().__init__(message)
         self.source = source
+        # The upstream's HTTP status when it answered (None for connection errors): retry
+        # policies read it (502/503/504 retry, 500 does not).
+        self.status = status
 
 
 class UpstreamUnavailable(UpstreamError):
@@ -93,8 +96,15 @@ class UpstreamRateLimited(UpstreamError):
     code = "RATE_LIMITED"
     reason = "RATE_LIMITED"
 
-    def __init__(self, source: str, message: str, *, retry_after_s: float | None = None) -> None:
-        super().__init__(source, message)
+    def __init__(
+        self,
+        source: str,
+        message: str,
+        *,
+        retry_after_s: float | None = None,
+        status: int | None = 429,
+    ) -> None:
+        super().__init__(source, message, status=status)
         self.retry_after_s = retry_after_s
 
 

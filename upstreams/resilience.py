@@ -1,0 +1,225 @@
+"""Traffic shaping around any source: retries, a circuit breaker and a bulkhead.
+
+``ResilientSource`` wraps a ``TokenSource`` and is one itself, so adapters stay plain.
+- Retries only idempotent calls (list, get, and revoke where the upstream documents it as
+  idempotent), only for connection errors, 429, 502, 503 and 504, with jittered
+  exponential backoff that honours Retry-After, and only inside the caller's deadline
+  (the service's per-source timeout). Creates and updates are never retried.
+- The breaker opens after ``failure_threshold`` consecutive failures, fails fast while
+  open, lets one probe through after ``reset_after_s`` (half-open), and closes on success.
+- The bulkhead caps concurrent calls per source; callers wait for a slot within the deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+from upstreams import errors
+from upstreams.base import TokenSource
+from upstreams.model import (
+    Capabilities,
+    Created,
+    CreateSpec,
+    PageRequest,
+    Provider,
+    SourcePage,
+    Token,
+    UpdateSpec,
+)
+
+log = logging.getLogger("tokengate.resilience")
+T = TypeVar("T")
+RETRYABLE_STATUSES = frozenset({502, 503, 504})
+# Upstreams whose revoke the provider documents as idempotent (OAuth-style: always 204).
+IDEMPOTENT_REVOKE = frozenset({Provider.OAUTH})
+
+
+@dataclass(frozen=True, slots=True)
+class TrafficPolicy:
+    retries: int = 2
+    max_concurrency: int = 20
+    failure_threshold: int = 5
+    reset_after_s: float = 15.0
+    backoff_base_s: float = 0.05
+    backoff_max_s: float = 1.0
+
+
+class BreakerState(enum.StrEnum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+
+
+class CircuitBreaker:
+    def __init__(
+        self,
+        key: str,
+        threshold: int,
+        reset_after_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.key = key
+        self.threshold = threshold
+        self.reset_after_s = reset_after_s
+        self._clock = clock
+        self._failures = 0
+        self._opened_at: float | None = None
+        self._probing = False
+
+    @property
+    def state(self) -> BreakerState:
+        if self._opened_at is None:
+            return BreakerState.CLOSED
+        if self._clock() - self._opened_at >= self.reset_after_s:
+            return BreakerState.HALF_OPEN
+        return BreakerState.OPEN
+
+    @property
+    def health(self) -> str:
+        """``ok``, ``degraded`` (failing or probing) or ``down`` (open), as /readyz shows."""
+        state = self.state
+        if state is BreakerState.OPEN:
+            return "down"
+        if state is BreakerState.HALF_OPEN or self._failures > 0:
+            return "degraded"
+        return "ok"
+
+    def allow(self) -> bool:
+        state = self.state
+        if state is BreakerState.CLOSED:
+            return True
+        if state is BreakerState.HALF_OPEN and not self._probing:
+            self._probing = True
+            return True
+        return False
+
+    def success(self) -> None:
+        if self._opened_at is not None:
+            log.info("circuit for source %s closed", self.key)
+        self._failures = 0
+        self._opened_at = None
+        self._probing = False
+
+    def failure(self) -> None:
+        self._failures += 1
+        was_probing, self._probing = self._probing, False
+        if was_probing or (self._opened_at is None and self._failures >= self.threshold):
+            self._opened_at = self._clock()
+            log.warning(
+                "circuit for source %s opened after %d failure(s)", self.key, self._failures
+            )
+
+
+def retryable(exc: errors.UpstreamError) -> bool:
+    if isinstance(exc, errors.UpstreamRateLimited):
+        return True
+    if isinstance(exc, errors.UpstreamUnavailable):
+        return exc.status is None or exc.status in RETRYABLE_STATUSES
+    return False
+
+
+def counts_as_failure(exc: BaseException) -> bool:
+    """Upstream trouble trips the breaker; a caller's mistake (not found, bad input) does not."""
+    return isinstance(exc, (errors.UpstreamError, TimeoutError))
+
+
+class ResilientSource:
+    """A ``TokenSource`` that adds retries, a breaker and a bulkhead to another one."""
+
+    def __init__(
+        self,
+        inner: TokenSource,
+        policy: TrafficPolicy,
+        *,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.inner = inner
+        self.policy = policy
+        self.breaker = CircuitBreaker(inner.key, policy.failure_threshold, policy.reset_after_s)
+        self._slots = asyncio.Semaphore(policy.max_concurrency)
+        self._sleep = sleep
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not a secret
+
+    @property
+    def key(self) -> str:
+        return self.inner.key
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    @property
+    def provider(self) -> Provider:
+        return self.inner.provider
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self.inner.capabilities
+
+    @property
+    def health(self) -> str:
+        return self.breaker.health
+
+    async def list_page(self, request: PageRequest) -> SourcePage:
+        return await self._run(lambda: self.inner.list_page(request), idempotent=True)
+
+    async def get_many(self, local_ids: Sequence[str]) -> dict[str, Token]:
+        return await self._run(lambda: self.inner.get_many(local_ids), idempotent=True)
+
+    async def create(self, spec: CreateSpec) -> Created:
+        return await self._run(lambda: self.inner.create(spec), idempotent=False)
+
+    async def update(self, local_id: str, spec: UpdateSpec) -> Token:
+        return await self._run(lambda: self.inner.update(local_id, spec), idempotent=False)
+
+    async def revoke(self, local_id: str) -> None:
+        idempotent = self.inner.provider in IDEMPOTENT_REVOKE
+        await self._run(lambda: self.inner.revoke(local_id), idempotent=idempotent)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+    async def _run(self, call: Callable[[], Awaitable[T]], *, idempotent: bool) -> T:
+        attempts = 1 + (self.policy.retries if idempotent else 0)
+        for attempt in range(1, attempts + 1):
+            if not self.breaker.allow():
+                raise errors.UpstreamUnavailable(
+                    self.key, f"source {self.key!r} is failing; calls are paused (circuit open)"
+                )
+            try:
+                async with self._slots:
+                    result = await call()
+            except asyncio.CancelledError:
+                # The caller's deadline ran out mid-call: for the breaker, a hang is a failure.
+                self.breaker.failure()
+                raise
+            except Exception as exc:
+                if counts_as_failure(exc):
+                    self.breaker.failure()
+                elif self.breaker.state is not BreakerState.CLOSED:
+                    self.breaker.success()
+                if (
+                    attempt == attempts
+                    or not isinstance(exc, errors.UpstreamError)
+                    or not retryable(exc)
+                ):
+                    raise
+                await self._sleep(self._backoff(attempt, exc))
+                continue
+            self.breaker.success()
+            return result
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _backoff(self, attempt: int, exc: errors.UpstreamError) -> float:
+        if isinstance(exc, errors.UpstreamRateLimited) and exc.retry_after_s:
+            return min(exc.retry_after_s, 30.0)
+        ceiling = min(self.policy.backoff_max_s, self.policy.backoff_base_s * 2 ** (attempt - 1))
+        return self._rng.uniform(0, ceiling)  # full jitter
