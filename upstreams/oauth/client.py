@@ -204,7 +204,9 @@ class OAuthSource:
                 retry_after_s=retry_after_seconds(response.headers.get("retry-after")),
             )
         if status >= 500:
-            raise errors.UpstreamUnavailable(self._key, f"{self._name} failed (HTTP {status})")
+            raise errors.UpstreamUnavailable(
+                self._key, f"{self._name} failed (HTTP {status})", status=status
+            )
         return response
 
     def _json(self, response: httpx.Response) -> object:
