@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gateway.auth import BearerAuth
 from gateway.config import Config
 from gateway.logs import request_id_var
+from gateway.ratelimit import TokenBuckets
 from gateway.upstream_factory import build_upstreams, http_client
 from gateway.view import GatewayView
 from schema.build import build_schema
@@ -110,7 +111,8 @@ def create_app(config: Config) -> Starlette:
             max_aliases=config.limits.max_aliases,
             max_cost=config.limits.max_cost,
             sources=len(config.sources) + 1,
-        )
+        ),
+        introspection=config.server.introspection,
     )
     graphql = _LazyGraphQL()
     state: dict[str, Runtime] = {}
@@ -127,7 +129,8 @@ def create_app(config: Config) -> Starlette:
             store, upstreams, timeouts_s={s.key: s.timeout_s for s in config.sources}
         )
         view = GatewayView(schema, service, source_types(service), graphiql=config.server.graphiql)
-        graphql.app = BearerAuth(view, store)
+        limiter = TokenBuckets(config.limits.rate_per_s, config.limits.burst)
+        graphql.app = BearerAuth(view, store, limiter)
         state["runtime"] = Runtime(store=store, service=service)
         log.info("tokengate ready: %d source(s)", len(service.sources))
         try:

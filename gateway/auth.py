@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from gateway.ratelimit import RateLimiter
 from upstreams.principal import Principal
 from upstreams.store.source import StoreSource
 
@@ -41,9 +44,12 @@ class BearerAuth:
     the queries it sends do.
     """
 
-    def __init__(self, app: ASGIApp, store: StoreSource) -> None:
+    def __init__(
+        self, app: ASGIApp, store: StoreSource, limiter: RateLimiter | None = None
+    ) -> None:
         self.app = app
         self.store = store
+        self.limiter = limiter
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -63,6 +69,11 @@ class BearerAuth:
             )
             await _unauthenticated(send, message)
             return
+        if self.limiter is not None:
+            wait = self.limiter.acquire(principal.token_id)
+            if wait is not None:
+                await _rate_limited(send, wait)
+                return
         scope.setdefault("state", {})["principal"] = principal
         await self.app(scope, receive, send)
 
@@ -79,6 +90,34 @@ async def _unauthenticated(send: Send, message: str) -> None:
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
                 (b"www-authenticate", CHALLENGE),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _rate_limited(send: Send, wait_s: float) -> None:
+    """HTTP 200 (a GraphQL-level refusal, per the run contract) that executed nothing."""
+    retry_after = max(1, math.ceil(wait_s))
+    body = orjson.dumps(
+        {
+            "data": None,
+            "errors": [
+                {
+                    "message": f"too many requests for this token: retry in {retry_after} s",
+                    "extensions": {"code": "RATE_LIMITED", "retryAfter": retry_after},
+                }
+            ],
+        }
+    )
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"retry-after", str(retry_after).encode()),
             ],
         }
     )

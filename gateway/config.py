@@ -54,6 +54,9 @@ class LimitsConfig:
     max_aliases: int = 30
     max_depth: int = 15
     max_cost: int = 1000
+    # Per caller token: sustained requests per second and the burst allowed at once.
+    rate_per_s: float = 20.0
+    burst: int = 60
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +86,7 @@ class Config:
 _SECTION_KEYS: dict[str, set[str]] = {
     "server": {"host", "port", "graphiql", "introspection", "cors_origins"},
     "store": {"url", "key_file", "touch_interval_s"},
-    "limits": {"max_aliases", "max_depth", "max_cost"},
+    "limits": {"max_aliases", "max_depth", "max_cost", "rate_per_s", "burst"},
 }
 _SOURCE_KEYS = {
     "key",
@@ -251,6 +254,8 @@ def _from_file(path: Path, env: Mapping[str, str]) -> Config:
         max_aliases=_positive(limits_raw, "max_aliases", 30, loc),
         max_depth=_positive(limits_raw, "max_depth", 15, loc),
         max_cost=_positive(limits_raw, "max_cost", 1000, loc),
+        rate_per_s=_positive_float(limits_raw, "rate_per_s", 20.0, loc),
+        burst=_positive(limits_raw, "burst", 60, loc),
     )
     sources_raw = raw.get("sources", [])
     if not isinstance(sources_raw, list):
@@ -304,6 +309,13 @@ def _positive(table: Mapping[str, Any], key: str, default: int, loc: _Locator) -
     value: int = _typed(table, key, int, default, loc, "limits")
     if value < 1:
         raise ConfigError(f"{loc.where('limits', key)}: {key} must be at least 1")
+    return value
+
+
+def _positive_float(table: Mapping[str, Any], key: str, default: float, loc: _Locator) -> float:
+    value = float(_typed(table, key, (int, float), default, loc, "limits"))
+    if value <= 0:
+        raise ConfigError(f"{loc.where('limits', key)}: {key} must be greater than 0")
     return value
 
 

@@ -14,6 +14,16 @@ from upstreams.resilience import ResilientSource, TrafficPolicy
 def build_upstreams(
     configs: Sequence[SourceConfig], client: httpx.AsyncClient
 ) -> list[TokenSource]:
+    """One adapter per configured source, each behind retries, a breaker and a bulkhead."""
+    return [
+        ResilientSource(
+            adapter, TrafficPolicy(retries=cfg.retries, max_concurrency=cfg.max_concurrency)
+        )
+        for cfg, adapter in zip(configs, build_adapters(configs, client), strict=True)
+    ]
+
+
+def build_adapters(configs: Sequence[SourceConfig], client: httpx.AsyncClient) -> list[TokenSource]:
     sources: list[TokenSource] = []
     for cfg in configs:
         if cfg.provider == "amper":

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import strawberry
-from graphql import GraphQLError
-from strawberry.extensions import ParserCache, ValidationCache
+from graphql import GraphQLError, NoSchemaIntrospectionCustomRule
+from strawberry.extensions import AddValidationRules, ParserCache, ValidationCache
 from strawberry.types import ExecutionContext
 
 from schema.errors import log_unexpected
@@ -28,14 +28,17 @@ class GatewaySchema(strawberry.federation.Schema):
         log_unexpected(errors, getattr(context, "request_id", None))
 
 
-def build_schema(limits: Limits | None = None) -> GatewaySchema:
+def build_schema(limits: Limits | None = None, *, introspection: bool = True) -> GatewaySchema:
+    extensions: list[Any] = [
+        lambda: ParserCache(maxsize=CACHE_SIZE),
+        lambda: ValidationCache(maxsize=CACHE_SIZE),
+        limits_extension(limits or Limits()),
+    ]
+    if not introspection:
+        extensions.append(lambda: AddValidationRules([NoSchemaIntrospectionCustomRule]))
     return GatewaySchema(
         query=Query,
         mutation=Mutation,
         types=[TokenType, SourceType],
-        extensions=[
-            lambda: ParserCache(maxsize=CACHE_SIZE),
-            lambda: ValidationCache(maxsize=CACHE_SIZE),
-            limits_extension(limits or Limits()),
-        ],
+        extensions=extensions,
     )

@@ -7,6 +7,7 @@ import asyncio
 import strawberry
 from strawberry.types import Info
 
+from schema.audit import AuditEventConnection, audit_events
 from schema.context import Context
 from schema.enums import SourceFailureReason
 from schema.inputs import TokenFilterInput, TokenOrderInput, to_filter, to_order
@@ -111,6 +112,11 @@ class Query:
             total_count=page.total_count,
             failed_sources=failures,
         )
+
+    audit_events: AuditEventConnection = strawberry.field(
+        resolver=audit_events,
+        description="Every mutation attempt, newest first. Needs tokens:admin.",
+    )
 
     @strawberry.field(description="The sources the caller may read.")
     def sources(self, info: Info[Context, None]) -> list[SourceType]:

@@ -19,7 +19,7 @@ import pytest
 import sqlalchemy as sa
 
 from gateway.app import create_app
-from gateway.config import Config, StoreConfig
+from gateway.config import Config, LimitsConfig, StoreConfig
 from upstreams.loopback import serve_in_thread
 from upstreams.store import SecretHasher, StoreSource, create_engine, migrate
 
@@ -147,8 +147,13 @@ class Gateway:
         return result
 
 
+# Tests hammer one token; rate limiting has its own tests with tight settings.
+UNLIMITED = LimitsConfig(rate_per_s=1e6, burst=1_000_000)
+
+
 def gateway_config(tmp_path: Path, store_url: str | None = None, **kwargs: Any) -> Config:
     url = store_url or f"sqlite:///{tmp_path / 'gateway.db'}"
+    kwargs.setdefault("limits", UNLIMITED)
     return Config(store=StoreConfig(url=url, key_file=tmp_path / "gateway.key"), **kwargs)
 
 

@@ -7,9 +7,10 @@ the schema layer only maps arguments in and records out.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
@@ -251,28 +252,28 @@ class TokenService:
         self, principal: Principal, source_key: str, spec: CreateSpec
     ) -> Created:
         require(principal, WRITE)
-        source = self.sources.get(source_key)
-        if source is None or not principal.may_use_source(source_key):
-            raise errors.InvalidInput(f"unknown source {source_key!r}", argument="source")
-        if not source.capabilities.can_create:
-            raise errors.Unsupported(f"source {source_key!r} cannot create tokens")
-        if isinstance(source, StoreSource):
-            spec = self._bounded_internal_spec(principal, spec)
-            created = await self.store.create(spec, created_by=principal.token_id)
-        else:
-            if principal.owner_user is not None:
-                raise errors.Forbidden(
-                    "a token bound to a user may create only internal tokens for that user"
-                )
-            if spec.subject is not None or spec.allowed_sources is not None:
-                raise errors.InvalidInput(
-                    "subject and allowedSources apply to internal tokens only",
-                    argument="subject" if spec.subject is not None else "allowedSources",
-                )
-            created = await self._call(source, source.create(spec))
-        await self._audit(
-            principal, "create", ids.token_id(source_key, created.token.local_id), source_key
-        )
+        target = ids.source_id(source_key) if ids.SOURCE_KEY_PATTERN.fullmatch(source_key) else "?"
+        async with self._audited(principal, "create", target, source_key) as record:
+            source = self.sources.get(source_key)
+            if source is None or not principal.may_use_source(source_key):
+                raise errors.InvalidInput(f"unknown source {source_key!r}", argument="source")
+            if not source.capabilities.can_create:
+                raise errors.Unsupported(f"source {source_key!r} cannot create tokens")
+            if isinstance(source, StoreSource):
+                spec = self._bounded_internal_spec(principal, spec)
+                created = await self.store.create(spec, created_by=principal.token_id)
+            else:
+                if principal.owner_user is not None:
+                    raise errors.Forbidden(
+                        "a token bound to a user may create only internal tokens for that user"
+                    )
+                if spec.subject is not None or spec.allowed_sources is not None:
+                    raise errors.InvalidInput(
+                        "subject and allowedSources apply to internal tokens only",
+                        argument="subject" if spec.subject is not None else "allowedSources",
+                    )
+                created = await self._call(source, source.create(spec))
+            record.target = ids.token_id(source_key, created.token.local_id)
         return created
 
     def _bounded_internal_spec(self, principal: Principal, spec: CreateSpec) -> CreateSpec:
@@ -304,38 +305,67 @@ class TokenService:
 
     async def update_token(self, principal: Principal, global_id: str, spec: UpdateSpec) -> Token:
         require(principal, WRITE)
-        token = await self._visible_token(principal, global_id)
-        source = self.sources[token.source]
-        if not source.capabilities.can_update:
-            raise errors.Unsupported(f"source {token.source!r} cannot update tokens")
-        if spec.is_empty():
-            return token
-        updated = await self._call(source, source.update(token.local_id, spec))
-        await self._audit(principal, "update", global_id, token.source)
-        return updated
+        async with self._audited(principal, "update", global_id, _source_of(global_id)):
+            token = await self._visible_token(principal, global_id)
+            source = self.sources[token.source]
+            if not source.capabilities.can_update:
+                raise errors.Unsupported(f"source {token.source!r} cannot update tokens")
+            if spec.is_empty():
+                return token
+            return await self._call(source, source.update(token.local_id, spec))
 
     async def revoke_token(self, principal: Principal, global_id: str) -> str:
         require(principal, WRITE)
-        token = await self._visible_token(principal, global_id)
-        source = self.sources[token.source]
-        if not source.capabilities.can_revoke:
-            raise errors.Unsupported(f"source {token.source!r} cannot revoke tokens")
-        await self._call(source, source.revoke(token.local_id))
-        await self._audit(principal, "revoke", global_id, token.source)
+        async with self._audited(principal, "revoke", global_id, _source_of(global_id)):
+            token = await self._visible_token(principal, global_id)
+            source = self.sources[token.source]
+            if not source.capabilities.can_revoke:
+                raise errors.Unsupported(f"source {token.source!r} cannot revoke tokens")
+            await self._call(source, source.revoke(token.local_id))
         return global_id
 
-    async def _audit(self, principal: Principal, action: str, target: str, source: str) -> None:
-        await self.store.record_audit(
-            actor_token_id=principal.token_id,
-            action=action,
-            target_id=target,
-            source=source,
-            outcome="ok",
-        )
+    @contextlib.asynccontextmanager
+    async def _audited(
+        self, principal: Principal, action: str, target: str, source: str
+    ) -> AsyncIterator[_AuditRecord]:
+        """Writes one audit record per mutation, whatever its outcome."""
+        record = _AuditRecord(target)
+        outcome = "ok"
+        try:
+            yield record
+        except errors.TokengateError as exc:
+            outcome = exc.code
+            raise
+        except Exception:
+            outcome = "INTERNAL_SERVER_ERROR"
+            raise
+        finally:
+            try:
+                await self.store.record_audit(
+                    actor_token_id=principal.token_id or None,
+                    action=action,
+                    target_id=record.target[:512],
+                    source=source[:64],
+                    outcome=outcome,
+                )
+            except Exception:
+                log.exception("could not write the audit record of a %s", action)
 
     async def aclose(self) -> None:
         for source in self.sources.values():
             await source.aclose()
+
+
+@dataclass
+class _AuditRecord:
+    target: str
+
+
+def _source_of(global_id: str) -> str:
+    try:
+        return ids.decode(global_id)[1]
+    except errors.InvalidInput:
+        return "?"
 
 
 def require(principal: Principal, scope: str) -> None:

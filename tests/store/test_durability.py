@@ -26,6 +26,7 @@ CREATE = """mutation($name: String!) { createToken(input: {source: "internal", n
   token { id } } }"""
 COUNT = '{ tokens(first: 1, filter: {name: "burst-*"}) { totalCount } }'
 AUTH = {"Authorization": f"Bearer {BOOTSTRAP}"}
+NO_RATE_LIMIT = "[limits]\nrate_per_s = 1000000\nburst = 1000000\n"
 
 
 async def create_many(url: str, names: list[str]) -> list[str]:
@@ -112,7 +113,7 @@ def gateway_process(
 
 def test_sigkill_mid_burst_loses_no_acknowledged_write(tmp_path: Path) -> None:
     config = tmp_path / "tg.toml"
-    config.write_text('[store]\nurl = "sqlite:///tg.db"\n')
+    config.write_text('[store]\nurl = "sqlite:///tg.db"\n' + NO_RATE_LIMIT)
     env = {"TOKENGATE_BOOTSTRAP_TOKEN": BOOTSTRAP, "TOKENGATE_SECRET_KEY": "k" * 40}
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -163,7 +164,7 @@ def _pg_only(store_url: str) -> None:
 def test_replicas_sharing_postgresql_see_each_others_writes(store_url: str, tmp_path: Path) -> None:
     _pg_only(store_url)
     config = tmp_path / "tg.toml"
-    config.write_text(f'[store]\nurl = "{store_url}"\n')
+    config.write_text(f'[store]\nurl = "{store_url}"\n' + NO_RATE_LIMIT)
     env = {"TOKENGATE_BOOTSTRAP_TOKEN": BOOTSTRAP, "TOKENGATE_SECRET_KEY": "s" * 40}
     port_a, port_b = free_port(), free_port()
     with gateway_process(config, port_a, env), gateway_process(config, port_b, env):

@@ -6,6 +6,7 @@ import json
 import secrets
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -565,6 +566,38 @@ class StoreSource:
                     detail=detail,
                 )
             )
+
+    async def list_audit(self, limit: int, before_id: int | None) -> tuple[list[AuditEvent], bool]:
+        """Newest first, ``limit`` events older than ``before_id``: (events, has_more)."""
+        query = sa.select(audit_events).order_by(audit_events.c.id.desc()).limit(limit + 1)
+        if before_id is not None:
+            query = query.where(audit_events.c.id < before_id)
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).mappings().all()
+        events = [
+            AuditEvent(
+                id=r["id"],
+                at=from_us(r["at"]) or _EPOCH,
+                actor_token_id=r["actor_token_id"],
+                action=r["action"],
+                target_id=r["target_id"],
+                source=r["source"],
+                outcome=r["outcome"],
+            )
+            for r in rows[:limit]
+        ]
+        return events, len(rows) > limit
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    id: int
+    at: datetime
+    actor_token_id: str | None
+    action: str
+    target_id: str
+    source: str
+    outcome: str
 
 
 def _sources(raw: str | None) -> frozenset[str] | None:
