@@ -7,18 +7,48 @@ from typing import Any
 import strawberry
 from graphql import GraphQLError, NoSchemaIntrospectionCustomRule
 from strawberry.extensions import AddValidationRules, ParserCache, ValidationCache
-from strawberry.types import ExecutionContext
+from strawberry.federation.schema import FederationAny
+from strawberry.types import ExecutionContext, Info
 
 from schema.errors import log_unexpected
 from schema.limits import Limits, limits_extension
 from schema.mutation import Mutation
 from schema.query import Query
 from schema.types import SourceType, TokenType
+from upstreams.errors import InvalidInput
 
 CACHE_SIZE = 512
 
 
 class GatewaySchema(strawberry.federation.Schema):
+    def entities_resolver(
+        self, info: Info, representations: list[FederationAny]
+    ) -> list[FederationAny]:
+        """``_entities`` for Token references, through the per-request batched loader.
+
+        Anything that is not ``{__typename: "Token", id: String}`` answers BAD_USER_INPUT
+        for that entry instead of reaching Strawberry's generic resolver (which crashes on
+        unknown or non-entity type names).
+        """
+        loader = info.context.token_loader
+        results: list[Any] = []
+        for index, representation in enumerate(representations):
+            if (
+                isinstance(representation, dict)
+                and representation.get("__typename") == "Token"
+                and isinstance(representation.get("id"), str)
+            ):
+                results.append(loader.load(representation["id"]))
+            else:
+                results.append(
+                    InvalidInput(
+                        f"representations[{index}] is not a Token reference "
+                        '({__typename: "Token", id: ...})',
+                        argument="representations",
+                    )
+                )
+        return results
+
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:

@@ -22,3 +22,12 @@ def test_entities_resolve_token_representations(gateway: Gateway) -> None:
         {"r": [{"__typename": "Token", "id": token_id}, {"__typename": "Token", "id": missing}]},
     )
     assert data["_entities"] == [{"id": token_id, "name": "fed", "provider": "INTERNAL"}, None]
+
+
+def test_non_token_representations_are_bad_input(gateway: Gateway) -> None:
+    body = gateway.gql(
+        """query($r: [_Any!]!) { _entities(representations: $r) { ... on Token { id } } }""",
+        {"r": [{"__typename": "Source", "id": "x"}, {"__typename": "Nope"}, {"id": "x"}]},
+    )
+    assert [e["extensions"]["code"] for e in body["errors"]] == ["BAD_USER_INPUT"] * 3
+    assert body["data"]["_entities"] == [None, None, None]
