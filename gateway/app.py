@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from upstreams.service import TokenService
 from upstreams.store import SecretHasher, StoreSource, create_engine, load_key, migrate
 
 log = logging.getLogger("tokengate.app")
+access = logging.getLogger("tokengate.access")
 BOOTSTRAP_ENV = "TOKENGATE_BOOTSTRAP_TOKEN"
 
 
@@ -55,9 +57,13 @@ class RequestId:
         incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
         request_id = incoming if incoming.isalnum() and len(incoming) <= 64 else uuid.uuid4().hex
         token = request_id_var.set(request_id)
+        started = time.perf_counter()
+        status = 0
 
         async def send_with_id(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
+                status = message["status"]
                 message.setdefault("headers", [])
                 message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
             await send(message)
@@ -65,6 +71,15 @@ class RequestId:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            path = scope["path"]
+            access.log(
+                logging.DEBUG if path in ("/healthz", "/readyz") else logging.INFO,
+                "%s %s %d %.1fms",
+                scope["method"],
+                path,
+                status,
+                (time.perf_counter() - started) * 1000,
+            )
             request_id_var.reset(token)
 
 

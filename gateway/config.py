@@ -99,6 +99,9 @@ _SOURCE_KEYS = {
     "token_env",
     "client_id_env",
     "client_secret_env",
+    "token_file",
+    "client_id_file",
+    "client_secret_file",
     "application_id",
     "application_ids",
     "page_size_param",
@@ -260,7 +263,7 @@ def _from_file(path: Path, env: Mapping[str, str]) -> Config:
     sources_raw = raw.get("sources", [])
     if not isinstance(sources_raw, list):
         raise ConfigError(f"{loc.where('sources')}: use [[sources]] tables for sources")
-    sources = tuple(_source(s, i, loc, env) for i, s in enumerate(sources_raw))
+    sources = tuple(_source(s, i, loc, env, base) for i, s in enumerate(sources_raw))
     seen: set[str] = set()
     for i, s in enumerate(sources):
         if s.key in seen or s.key == "internal":
@@ -319,7 +322,46 @@ def _positive_float(table: Mapping[str, Any], key: str, default: float, loc: _Lo
     return value
 
 
-def _source(raw: Any, index: int, loc: _Locator, env: Mapping[str, str]) -> SourceConfig:
+def _credential(
+    raw: Mapping[str, Any],
+    name: str,
+    index: int,
+    loc: _Locator,
+    env: Mapping[str, str],
+    base: Path,
+) -> str:
+    """A secret from the variable ``<name>_env`` names, or the file ``<name>_file`` names
+    (a mounted secret; relative to the config file). Never from the config file itself."""
+    env_key, file_key = f"{name}_env", f"{name}_file"
+    var = _typed(raw, env_key, str, None, loc, "sources", index)
+    file_name = _typed(raw, file_key, str, None, loc, "sources", index)
+    if (var is None) == (file_name is None):
+        raise ConfigError(
+            f"{loc.where('sources', None, index)}: set exactly one of {env_key!r} or {file_key!r}"
+        )
+    if var is not None:
+        value = env.get(var)
+        if not value:
+            raise ConfigError(
+                f"{loc.where('sources', env_key, index)}: the environment variable {var} "
+                f"(named by {env_key}) is not set"
+            )
+        return value
+    path = base / str(file_name)
+    try:
+        value = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(
+            f"{loc.where('sources', file_key, index)}: cannot read {file_key} {path}: {exc.strerror}"
+        ) from None
+    if not value:
+        raise ConfigError(f"{loc.where('sources', file_key, index)}: {file_key} {path} is empty")
+    return value
+
+
+def _source(
+    raw: Any, index: int, loc: _Locator, env: Mapping[str, str], base: Path
+) -> SourceConfig:
     def where(key: str | None = None) -> str:
         return loc.where("sources", key, index)
 
@@ -350,15 +392,8 @@ def _source(raw: Any, index: int, loc: _Locator, env: Mapping[str, str]) -> Sour
         raise ConfigError(f"{where('base_url')}: base_url must not hold credentials")
     credentials: dict[str, str] = {}
     for env_key in _CREDENTIAL_ENVS[provider]:
-        var = _typed(raw, env_key, str, None, loc, "sources", index)
-        if var is None:
-            raise ConfigError(f"{where()}: a {provider} source needs {env_key!r}")
-        value = env.get(var)
-        if not value:
-            raise ConfigError(
-                f"{where(env_key)}: the environment variable {var} (named by {env_key}) is not set"
-            )
-        credentials[env_key.removesuffix("_env")] = value
+        name = env_key.removesuffix("_env")
+        credentials[name] = _credential(raw, name, index, loc, env, base)
     app_ids: list[str] = []
     if provider == "losant":
         single = _typed(raw, "application_id", str, None, loc, "sources", index)

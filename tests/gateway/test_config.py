@@ -130,3 +130,18 @@ def test_serve_refuses_a_bad_config(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "tokengate.toml:5: unknown key server.bogus" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_credentials_from_a_file(tmp_path: Path) -> None:
+    (tmp_path / "amper.secret").write_text("from-a-file\n")
+    text = GOOD.replace('token_env = "AMPER_API_TOKEN"', 'token_file = "amper.secret"')
+    config = load(write(tmp_path, text), environ=ENV)
+    assert config.sources[0].credentials == {"token": "from-a-file"}
+    both = GOOD.replace(
+        'token_env = "AMPER_API_TOKEN"', 'token_env = "AMPER_API_TOKEN"\ntoken_file = "x"'
+    )
+    with pytest.raises(ConfigError, match="exactly one of 'token_env' or 'token_file'"):
+        load(write(tmp_path, both), environ=ENV)
+    missing = GOOD.replace('token_env = "AMPER_API_TOKEN"', 'token_file = "nope.secret"')
+    with pytest.raises(ConfigError, match="cannot read token_file"):
+        load(write(tmp_path, missing), environ=ENV)
