@@ -182,3 +182,20 @@ def test_secrets_never_reach_the_logs(gateway: Gateway, captured_logs: LogCaptur
     assert captured_logs.lines, "the capture must see the gateway's logs"
     for leaked in (secret, secret[8:], gateway.admin_secret):
         assert leaked not in text
+
+
+def test_no_mutations_over_get(gateway: Gateway) -> None:
+    import httpx
+
+    response = httpx.get(
+        f"{gateway.url}/graphql",
+        params={
+            "query": 'mutation { createToken(input: {source: "internal", name: "csrf"}) { secret } }'
+        },
+        headers={"Authorization": f"Bearer {gateway.admin_secret}"},
+    )
+    assert "secret" not in response.text or '"data":null' in response.text.replace(" ", "")
+    assert (
+        gateway.data('{ tokens(filter: {name: "csrf"}) { totalCount } }')["tokens"]["totalCount"]
+        == 0
+    )
