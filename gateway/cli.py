@@ -123,7 +123,10 @@ def _simulate(args: argparse.Namespace) -> int:
     ports = {p: args.port + i for i, p in enumerate(PROVIDERS)} if args.port else None
     with simulators(chosen, count=args.count, ports=ports) as running:
         for sim in running.values():
-            creds = ", ".join(f"{k}={v}" for k, v in sim.source.credentials.items())
+            details = dict(sim.source.credentials)
+            if sim.source.application_ids:
+                details["application_ids"] = ",".join(sim.source.application_ids)
+            creds = ", ".join(f"{k}={v}" for k, v in details.items())
             print(f"{sim.provider:6} {sim.url}  ({creds}; control: {sim.url}/_sim/requests)")
         sys.stdout.flush()
         try:

@@ -14,7 +14,6 @@ from gateway.config import SourceConfig
 from upstreams.loopback import serve_in_thread
 
 PROVIDERS = ("amper", "oauth", "losant")
-LOSANT_APPS = ("575ec8687ae143cd83dc4a97", "5b9f2e6c1e2d3a0012ab34cd")
 
 
 @dataclass
@@ -33,19 +32,20 @@ def _app(provider: str, count: int) -> tuple[ASGIApp, Any, dict[str, str], dict[
     if provider == "amper":
         from upstreams.amper import simulator as amper
 
-        state = amper.sample_state(count=count)
-        return amper.build_app(state), state, {"token": state.api_token}, {}
+        amper_state = amper.sample_state(count=count)
+        return amper.build_app(amper_state), amper_state, {"token": amper_state.api_token}, {}
     if provider == "oauth":
         from upstreams.oauth import simulator as oauth
 
-        state = oauth.sample_state(count=count)
-        creds = {"client_id": state.client_id, "client_secret": state.client_secret}
-        return oauth.build_app(state), state, creds, {}
+        oauth_state = oauth.sample_state(count=count)
+        creds = {"client_id": oauth_state.client_id, "client_secret": oauth_state.client_secret}
+        return oauth.build_app(oauth_state), oauth_state, creds, {}
     from upstreams.losant import simulator as losant
 
-    state = losant.sample_state(count=count)
-    apps = tuple(state.applications) if hasattr(state, "applications") else LOSANT_APPS
-    return losant.build_app(state), state, {"token": state.api_token}, {"application_ids": apps}
+    losant_state = losant.sample_state(count=count)
+    apps = tuple(losant_state.applications)
+    creds = {"token": losant_state.api_token}
+    return losant.build_app(losant_state), losant_state, creds, {"application_ids": apps}
 
 
 @contextlib.contextmanager
