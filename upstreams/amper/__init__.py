@@ -1,0 +1,7 @@
+"""Amper Music's access-token API (JSON:API, Basic auth with the API token)."""
+
+from __future__ import annotations
+
+from upstreams.amper.client import AmperSource
+
+__all__ = ["AmperSource"]
