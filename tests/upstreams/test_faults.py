@@ -1,0 +1,120 @@
+"""Fault injection: each upstream x each fault, through the gateway over loopback HTTP.
+
+The page always answers HTTP 200 within its deadline with the other sources' data and the
+failed source named with the right reason; retries and the breaker are counted from the
+simulators' own request logs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.app import create_app
+from gateway.demo import PROVIDERS, Simulated, simulators
+from tests.conftest import BOOTSTRAP, Gateway, gateway_config
+from upstreams.loopback import serve_in_thread
+from upstreams.oauth.simulator import WALK_USER
+
+TIMEOUT_S = 1.5
+RETRIES = 2
+PAGE = (
+    '{ tokens(first: 30, filter: {userId: "USER"}) { edges { node { provider } } '
+    "failedSources { source { key } reason } } }"
+).replace("USER", WALK_USER)
+
+# fault -> (the reason reported, upstream requests per failed list call: retried or not)
+FAULTS: dict[str, tuple[dict[str, Any], str, int]] = {
+    "http-500": ({"kind": "status", "status": 500}, "UNAVAILABLE", 1),
+    "http-503": ({"kind": "status", "status": 503}, "UNAVAILABLE", 1 + RETRIES),
+    "http-429-retry-after": (
+        {"kind": "status", "status": 429, "retry_after": 0},
+        "RATE_LIMITED",
+        1 + RETRIES,
+    ),
+    "hang": ({"kind": "hang", "hang_s": 10}, "TIMEOUT", 1),
+    "malformed-json": ({"kind": "malformed"}, "BAD_RESPONSE", 1),
+    "connection-reset": ({"kind": "reset"}, "UNAVAILABLE", 1 + RETRIES),
+    "slow-beyond-timeout": ({"kind": "latency", "latency_ms": 4000}, "TIMEOUT", 1),
+}
+
+
+@pytest.fixture(scope="module")
+def sims() -> Iterator[dict[str, Simulated]]:
+    with simulators(PROVIDERS, count=20) as running:
+        yield running
+
+
+@pytest.fixture
+def gateway_over(
+    sims: dict[str, Simulated], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Gateway]:
+    monkeypatch.setenv("TOKENGATE_BOOTSTRAP_TOKEN", BOOTSTRAP)
+    sources = tuple(
+        dataclasses.replace(s.source, timeout_s=TIMEOUT_S, retries=RETRIES) for s in sims.values()
+    )
+    for sim in sims.values():
+        sim.state.control.faults = []
+        sim.state.control.latency_ms = 0
+    with serve_in_thread(create_app(gateway_config(tmp_path, sources=sources))) as url:
+        yield Gateway(url=url, admin_secret=BOOTSTRAP, config=gateway_config(tmp_path))
+    for sim in sims.values():
+        sim.state.control.faults = []
+
+
+@pytest.mark.parametrize("fault", list(FAULTS))
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_fault(
+    gateway_over: Gateway, sims: dict[str, Simulated], provider: str, fault: str
+) -> None:
+    spec, reason, per_call = FAULTS[fault]
+    [sim] = [s for s in sims.values() if s.provider == provider]
+    healthy = {s.source.key for s in sims.values()} - {sim.source.key}
+    sim.state.control.requests.clear()
+    sim.state.control.set_faults([spec])
+    started = time.monotonic()
+    response = gateway_over.post(PAGE)
+    elapsed = time.monotonic() - started
+    sim.state.control.set_faults([])
+    assert response.status_code == 200
+    body = response.json()
+    tokens = body["data"]["tokens"]
+    assert tokens["failedSources"] == [{"source": {"key": sim.source.key}, "reason": reason}]
+    [error] = body["errors"]
+    assert error["extensions"]["source"] == sim.source.key
+    assert error["extensions"]["code"].startswith(("UPSTREAM_", "RATE_LIMITED", "BAD_UPSTREAM"))
+    providers = {e["node"]["provider"] for e in tokens["edges"]}
+    assert provider.upper() not in providers
+    assert "INTERNAL" in providers or healthy, "the other sources' data is there"
+    others = {s.provider.upper() for s in sims.values() if s.source.key in healthy}
+    assert others <= providers | {"INTERNAL"}
+    assert elapsed < TIMEOUT_S + 1.0, f"answered in {elapsed:.2f}s"
+    # A Losant source with several applications asks each application once per attempt.
+    fan = len(sim.source.application_ids) or 1
+    assert len(sim.state.control.requests) == per_call * fan, [
+        r.path for r in sim.state.control.requests
+    ]
+
+
+def test_breaker_opens_then_recovers(gateway_over: Gateway, sims: dict[str, Simulated]) -> None:
+    sim = sims["fleet"]
+    sim.state.control.requests.clear()
+    sim.state.control.set_faults([{"kind": "status", "status": 500}])
+    for _ in range(5):  # five failed calls open the breaker
+        gateway_over.post(PAGE)
+    sent = len(sim.state.control.requests)
+    assert sent == 5 * len(sim.source.application_ids)
+    body = gateway_over.post(PAGE).json()
+    assert body["data"]["tokens"]["failedSources"][0]["reason"] == "UNAVAILABLE"
+    assert len(sim.state.control.requests) == sent, "an open breaker sends nothing"
+    health = gateway_over.data("{ sources { key health } }")["sources"]
+    assert {s["key"]: s["health"] for s in health}["fleet"] == "DOWN"
+    import httpx
+
+    ready = httpx.get(f"{gateway_over.url}/readyz").json()
+    assert ready["sources"]["fleet"] == "down" and ready["status"] == "ready"
