@@ -72,7 +72,8 @@ _SEEKABLE = frozenset({OrderField.CREATED_AT, OrderField.LAST_USED_AT})
 _CAPABILITIES = Capabilities(
     can_create=True,
     can_revoke=True,
-    native_sort_fields=frozenset({OrderField.CREATED_AT, OrderField.LAST_USED_AT, OrderField.NAME}),
+    # NAME is served by a full read: the upstream collation is undocumented.
+    native_sort_fields=frozenset({OrderField.CREATED_AT, OrderField.LAST_USED_AT}),
 )
 _UNSUPPORTED_CREATE_FIELDS = (
     ("scopes", "scopes"),

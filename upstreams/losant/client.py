@@ -93,7 +93,8 @@ _CAPABILITIES = Capabilities(
     can_create=True,
     can_update=True,
     can_revoke=True,
-    native_sort_fields=frozenset({OrderField.CREATED_AT, OrderField.NAME, OrderField.EXPIRES_AT}),
+    # NAME is served by a full read: the upstream collation is undocumented.
+    native_sort_fields=frozenset({OrderField.CREATED_AT, OrderField.EXPIRES_AT}),
     can_count=True,
 )
 T = TypeVar("T")

@@ -994,7 +994,7 @@ def test_constructor_checks_and_repr(http: httpx.AsyncClient) -> None:
     assert (source.key, source.name, source.provider) == (KEY, "Amper", Provider.AMPER)
     caps = source.capabilities
     assert caps.can_create and caps.can_revoke and not caps.can_update and not caps.can_count
-    assert caps.native_sort_fields == NATIVE | {OrderField.NAME}
+    assert caps.native_sort_fields == NATIVE  # NAME is a full read, so not native
     assert not caps.needs_user_filter
     for bad in (
         {"base_url": "api.ampermusic.com"},
