@@ -46,6 +46,7 @@ async def run(url: str, clients: int, seconds: float) -> dict[str, object]:
     latencies: list[float] = []
     partial = 0
     transport_errors = 0
+    reasons: collections.Counter[str] = collections.Counter()
     deadline = time.monotonic() + seconds
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(
@@ -63,11 +64,10 @@ async def run(url: str, clients: int, seconds: float) -> dict[str, object]:
                     continue
                 latencies.append((time.perf_counter() - started) * 1000)
                 statuses[response.status_code] += 1
-                if (
-                    response.status_code == 200
-                    and response.json()["data"]["tokens"]["failedSources"]
-                ):
+                failed = response.json()["data"]["tokens"]["failedSources"]
+                if failed:
                     partial += 1
+                    reasons.update(f"{f['source']['key']}:{f['reason']}" for f in failed)
 
         await asyncio.gather(*(worker() for _ in range(clients)))
     latencies.sort()
@@ -78,6 +78,7 @@ async def run(url: str, clients: int, seconds: float) -> dict[str, object]:
         "statuses": dict(statuses),
         "transport_errors": transport_errors,
         "partial_share": partial / total if total else 0.0,
+        "reasons": dict(reasons),
         "p50": statistics.median(latencies) if latencies else float("nan"),
         "p99": latencies[int(len(latencies) * 0.99) - 1] if latencies else float("nan"),
     }
@@ -140,7 +141,7 @@ def main() -> None:
             print(
                 f"run {number}: {result['requests']} requests ({result['rps']:.0f}/s), "
                 f"statuses {result['statuses']}, transport errors {result['transport_errors']}, "
-                f"pages with a failed source {result['partial_share']:.1%}, "
+                f"pages with a failed source {result['partial_share']:.1%} {result['reasons']}, "
                 f"p50 {result['p50']:.1f} ms, p99 {result['p99']:.1f} ms, RSS after {after[-1]:.1f} MB"
             )
             assert not any(code >= 500 for code in result["statuses"]), "an HTTP 5xx"  # type: ignore[attr-defined]
