@@ -24,6 +24,8 @@ from schema.types import SourceType
 from upstreams.principal import Principal
 from upstreams.service import TokenService
 
+GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
+
 
 class GatewayView(GraphQL[Context, None]):
     def __init__(
@@ -92,12 +94,32 @@ class GatewayView(GraphQL[Context, None]):
                 GraphQLError(e.message, path=path, original_error=e)
                 for e, path in context.extra_errors
             )
+        request_error = result.data is None and bool(errors) and not any(e.path for e in errors)
+        if context is not None and GRAPHQL_RESPONSE_JSON in request.headers.get("accept", ""):
+            # GraphQL over HTTP: clients that ask for this media type get its status codes:
+            # 400 and no data for a request error (parse, validation, variables, limits),
+            # which never started executing (its errors have no path).
+            context.response.tokengate_media_type = GRAPHQL_RESPONSE_JSON
+            if request_error:
+                context.response.status_code = 400
+                return {"errors": [format_error(e, request_id) for e in errors]}
         data: GraphQLHTTPResponse = {"data": result.data}
         if errors:
             data["errors"] = [format_error(e, request_id) for e in errors]
         if result.extensions:
             data["extensions"] = result.extensions
         return data
+
+    def create_response(
+        self,
+        response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse],
+        sub_response: Response,
+    ) -> Response:
+        response = super().create_response(response_data, sub_response)
+        media_type = getattr(sub_response, "tokengate_media_type", None)
+        if media_type is not None:
+            response.headers["content-type"] = media_type
+        return response
 
     def encode_json(self, data: object) -> bytes:
         return orjson.dumps(data)

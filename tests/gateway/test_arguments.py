@@ -183,3 +183,32 @@ def test_variable_errors_and_batches(gateway: Gateway) -> None:
     )
     assert response.status_code == 400
     assert response.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+
+
+def test_graphql_response_json_media_type_gets_4xx_for_request_errors(gateway: Gateway) -> None:
+    import httpx
+
+    headers = {
+        "Authorization": f"Bearer {gateway.admin_secret}",
+        "Accept": "application/graphql-response+json",
+    }
+    for query in ("{ tokens(first: 5 }", "{ tokenz }"):
+        response = httpx.post(f"{gateway.url}/graphql", json={"query": query}, headers=headers)
+        assert response.status_code == 400
+        assert response.headers["content-type"].startswith("application/graphql-response+json")
+        assert "data" not in response.json()
+        assert response.json()["errors"][0]["extensions"]["code"].startswith("GRAPHQL_")
+    ok = httpx.post(
+        f"{gateway.url}/graphql", json={"query": "{ sources { key } }"}, headers=headers
+    )
+    assert ok.status_code == 200
+    assert ok.headers["content-type"].startswith("application/graphql-response+json")
+    field_error = httpx.post(
+        f"{gateway.url}/graphql",
+        json={"query": "{ tokens(first: 500) { totalCount } }"},
+        headers=headers,
+    )
+    assert field_error.status_code == 200, "a field error still has data: 200"
+    # Plain JSON clients (Apollo, Relay) keep HTTP 200 for every GraphQL error.
+    plain = gateway.post("{ tokenz }")
+    assert plain.status_code == 200 and plain.headers["content-type"] == "application/json"
