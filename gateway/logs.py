@@ -21,11 +21,13 @@ request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 _PATTERNS = [
     (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+"), r"\1 [REDACTED]"),
     (re.compile(r"tg_[A-Za-z0-9_-]{20,}"), "tg_[REDACTED]"),
+    # key = "value" / key: 'value' for secret-bearing keys (client_secret, api_token, ...).
     (
         re.compile(
-            r'(?i)("?(?:secret|token|password|authorization|api_token|client_secret)"?\s*[:=]\s*)"[^"]*"'
+            r"""(?i)(["']?\w*(?:secret|token|password|authorization)["']?\s*[:=]\s*)"""
+            r"""(["'])(?:(?!\2).)*\2"""
         ),
-        r'\1"[REDACTED]"',
+        r"\1\2[REDACTED]\2",
     ),
 ]
 

@@ -56,6 +56,8 @@ class LoggedRequest:
     path: str
     query: str
     headers: dict[str, str] = field(default_factory=dict)
+    # The path as sent, still percent-encoded (``path`` is decoded, as ASGI gives it).
+    raw_path: str = ""
 
 
 @dataclass
@@ -104,6 +106,7 @@ class SimulatorMiddleware:
                 path=path,
                 query=scope.get("query_string", b"").decode("latin-1"),
                 headers={k: headers[k] for k in _LOGGED_HEADERS if k in headers},
+                raw_path=(scope.get("raw_path") or path.encode()).decode("latin-1"),
             )
         )
         if self.control.latency_ms > 0:
