@@ -25,7 +25,7 @@ from schema.build import build_schema
 from tests.conftest import BOOTSTRAP, gateway_config
 from upstreams.loopback import serve_in_thread
 
-EXAMPLES = int(os.environ.get("TOKENGATE_FUZZ_EXAMPLES", "1500"))
+EXAMPLES = int(os.environ.get("TOKENGATE_FUZZ_EXAMPLES", "2400"))
 SCHEMA = build_schema()._schema
 
 
