@@ -20,7 +20,6 @@ import base64
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 
 import httpx
 
@@ -38,6 +37,7 @@ from upstreams.amper.normalise import (
     parse_single,
     sort_param,
 )
+from upstreams.http_edge import UpstreamHttp, retry_after_seconds
 from upstreams.model import (
     Capabilities,
     Created,
@@ -128,13 +128,19 @@ class AmperSource:
         self._name = name
         self._base = str(url).rstrip("/")
         self._base_url = httpx.URL(self._base)
-        self._client = client
         self._api_token = api_token
         self._page_size_param = page_size_param
-        self._timeout_s = timeout_s
         # Basic with the token as user name and an empty password: the colon is required.
         basic = base64.b64encode(f"{api_token}:".encode()).decode("ascii")
-        self._headers = {"Authorization": f"Basic {basic}", "Accept": MEDIA_TYPE}
+        self._http = UpstreamHttp(
+            key=key,
+            name=name,
+            client=client,
+            timeout_s=timeout_s,
+            headers={"Authorization": f"Basic {basic}", "Accept": MEDIA_TYPE},
+            unauthorized="{name} refused the gateway's API token",
+            record_status=True,
+        )
 
     def __repr__(self) -> str:
         return f"AmperSource(key={self._key!r}, base_url={self._base!r})"
@@ -201,11 +207,13 @@ class AmperSource:
                 f"(offsets stop at {MAX_OFFSET})",
             )
         params = {"offset": str(offset), self._page_size_param: str(length), "sort": sort}
-        response = await self._send("GET", f"{self._base}{_API}", params=params)
+        response = await self._http.send("GET", f"{self._base}{_API}", params=params)
         if response.status_code != 200:
-            raise self._unexpected(response)
+            raise self._http.unexpected(response)
         try:
-            document = parse_list(self._json(response), source=self._key, now=datetime.now(UTC))
+            document = parse_list(
+                self._http.json(response), source=self._key, now=datetime.now(UTC)
+            )
         except SchemaViolation as exc:
             raise errors.BadUpstreamResponse(
                 self._key, f"{self._name} sent a malformed token list: {exc}"
@@ -259,13 +267,13 @@ class AmperSource:
 
     async def _get(self, local_id: str) -> tuple[Token, str | None] | None:
         """The token and its ETag, or None when Amper does not know the id."""
-        response = await self._send("GET", self._token_url(local_id))
+        response = await self._http.send("GET", self._token_url(local_id))
         if response.status_code == 404:
             return None
         if response.status_code != 200:
-            raise self._unexpected(response)
+            raise self._http.unexpected(response)
         try:
-            token = parse_single(self._json(response), source=self._key, now=datetime.now(UTC))
+            token = parse_single(self._http.json(response), source=self._key, now=datetime.now(UTC))
         except SchemaViolation as exc:
             raise errors.BadUpstreamResponse(
                 self._key, f"{self._name} sent a malformed token: {exc}"
@@ -278,11 +286,11 @@ class AmperSource:
 
     async def create(self, spec: CreateSpec) -> Created:
         name = _checked_name(spec)
-        response = await self._send(
+        response = await self._http.send(
             "POST",
             f"{self._base}{_API}",
             content=json.dumps(create_document(name)).encode(),
-            content_type=MEDIA_TYPE,
+            headers={"Content-Type": MEDIA_TYPE},
         )
         if response.status_code in {400, 409, 422}:
             raise errors.InvalidInput(
@@ -290,10 +298,10 @@ class AmperSource:
                 argument="name",
             )
         if response.status_code not in {200, 201}:
-            raise self._unexpected(response)
+            raise self._http.unexpected(response)
         try:
             token, secret = parse_created(
-                self._json(response), source=self._key, now=datetime.now(UTC)
+                self._http.json(response), source=self._key, now=datetime.now(UTC)
             )
         except SchemaViolation as exc:
             raise errors.BadUpstreamResponse(
@@ -326,13 +334,15 @@ class AmperSource:
                     f"this is the token the gateway uses to reach {self._name}: "
                     "revoking it would cut the gateway off; revoke it at Amper directly"
                 )
-            response = await self._send("DELETE", self._token_url(local_id), if_match=etag)
+            response = await self._http.send(
+                "DELETE", self._token_url(local_id), headers={"If-Match": etag}
+            )
             if response.status_code in {200, 202, 204}:
                 return
             if response.status_code == 404:
                 raise errors.NotFound(f"{self._name} has no token with this id")
             if response.status_code != 412:
-                raise self._unexpected(response)
+                raise self._http.unexpected(response)
         raise errors.UpstreamUnavailable(
             self._key,
             f"{self._name} kept changing the token while it was being revoked; try again",
@@ -342,75 +352,10 @@ class AmperSource:
     async def aclose(self) -> None:
         return None
 
-    # -- HTTP edge -----------------------------------------------------------------------
+    # -- URLs ----------------------------------------------------------------------------
 
     def _token_url(self, local_id: str) -> str:
         return f"{self._base}{_API}/{local_id}"
-
-    async def _send(
-        self,
-        method: str,
-        url: str,
-        *,
-        params: dict[str, str] | None = None,
-        content: bytes | None = None,
-        content_type: str | None = None,
-        if_match: str | None = None,
-    ) -> httpx.Response:
-        headers = dict(self._headers)
-        if content_type is not None:
-            headers["Content-Type"] = content_type
-        if if_match is not None:
-            headers["If-Match"] = if_match
-        try:
-            response = await self._client.request(
-                method,
-                url,
-                params=params,
-                content=content,
-                headers=headers,
-                timeout=self._timeout_s,
-            )
-        except httpx.TimeoutException:
-            raise errors.UpstreamTimeout(
-                self._key, f"{self._name} did not answer within {self._timeout_s:g} s"
-            ) from None
-        except httpx.TransportError:
-            raise errors.UpstreamUnavailable(self._key, f"{self._name} is unreachable") from None
-        except httpx.HTTPError:
-            raise errors.BadUpstreamResponse(
-                self._key, f"{self._name} sent an unreadable response"
-            ) from None
-        status = response.status_code
-        if status in {401, 403}:
-            raise errors.UpstreamUnauthorized(
-                self._key, f"{self._name} refused the gateway's API token", status=status
-            )
-        if status == 429:
-            raise errors.UpstreamRateLimited(
-                self._key,
-                f"{self._name} is rate limiting the gateway",
-                retry_after_s=retry_after_seconds(response.headers.get("retry-after")),
-            )
-        if status >= 500:
-            raise errors.UpstreamUnavailable(
-                self._key, f"{self._name} failed (HTTP {status})", status=status
-            )
-        return response
-
-    def _json(self, response: httpx.Response) -> object:
-        try:
-            payload: object = json.loads(response.content)
-        except ValueError:
-            raise errors.BadUpstreamResponse(self._key, f"{self._name} sent invalid JSON") from None
-        return payload
-
-    def _unexpected(self, response: httpx.Response) -> errors.BadUpstreamResponse:
-        return errors.BadUpstreamResponse(
-            self._key,
-            f"{self._name} answered with unexpected HTTP {response.status_code}",
-            status=response.status_code,
-        )
 
 
 class _Reader:
@@ -718,22 +663,6 @@ def _checked_name(spec: CreateSpec) -> str:
             f"a name is at most {MAX_NAME_LENGTH} printable characters", argument="name"
         )
     return name
-
-
-def retry_after_seconds(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP-date), None if unusable."""
-    if value is None:
-        return None
-    value = value.strip()
-    if value.isascii() and value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        return None
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 __all__ = ["AmperSource", "retry_after_seconds"]

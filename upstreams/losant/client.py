@@ -40,12 +40,13 @@ import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import TypeVar
 
 import httpx
 
 from upstreams import errors, ordering
+from upstreams.http_edge import UpstreamHttp
+from upstreams.http_edge import retry_after_seconds as retry_after_seconds  # re-exported
 from upstreams.losant.normalise import (
     SchemaViolation,
     TokenPage,
@@ -156,11 +157,16 @@ class LosantSource:
         self._key = key
         self._name = name
         self._base = str(url).rstrip("/")
-        self._client = client
         self._apps = apps
-        self._timeout_s = timeout_s
         self._per_page = per_page
-        self._headers = {"Authorization": f"Bearer {api_token}", "Accept": "application/json"}
+        self._http = UpstreamHttp(
+            key=key,
+            name=name,
+            client=client,
+            timeout_s=timeout_s,
+            headers={"Authorization": f"Bearer {api_token}", "Accept": "application/json"},
+            unauthorized="{name} refused the gateway's API token (HTTP {status})",
+        )
 
     def __repr__(self) -> str:
         return (
@@ -354,11 +360,11 @@ class LosantSource:
         return result
 
     async def _get(self, app: str, token_id: str) -> Token | None:
-        response = await self._send("GET", self._token_url(app, token_id))
+        response = await self._http.send("GET", self._token_url(app, token_id))
         if response.status_code == 404:
             return None
         if response.status_code != 200:
-            raise self._unexpected(response)
+            raise self._http.unexpected(response)
         token = self._token_from(response, app)
         if token.external_id != token_id:
             raise errors.BadUpstreamResponse(
@@ -369,16 +375,17 @@ class LosantSource:
     async def create(self, spec: CreateSpec) -> Created:
         app = self._app_for_create(spec.application_id)
         body = post_body(spec)
-        response = await self._send("POST", self._collection_url(app), json_body=body)
+        response = await self._http.send("POST", self._collection_url(app), json=body)
         if response.status_code == 400:
             raise self._rejected(response, "the new token")
         if response.status_code == 404:
             raise self._missing_application(app)
         if response.status_code not in {200, 201}:
-            raise self._unexpected(response)
+            raise self._http.unexpected(response)
+        payload = self._http.json(response)
         try:
             token, secret = parse_created(
-                self._json(response), source=self._key, application_id=app, now=datetime.now(UTC)
+                payload, source=self._key, application_id=app, now=datetime.now(UTC)
             )
         except SchemaViolation as exc:
             raise self._malformed(exc) from None
@@ -387,23 +394,23 @@ class LosantSource:
     async def update(self, local_id: str, spec: UpdateSpec) -> Token:
         app, token_id = self._parse_for_change(local_id)
         body = patch_body(spec)
-        response = await self._send("PATCH", self._token_url(app, token_id), json_body=body)
+        response = await self._http.send("PATCH", self._token_url(app, token_id), json=body)
         if response.status_code == 404:
             raise errors.NotFound(f"no token {local_id!r} in {self._name}")
         if response.status_code == 400:
             raise self._rejected(response, "the change")
         if response.status_code != 200:
-            raise self._unexpected(response)
+            raise self._http.unexpected(response)
         return self._token_from(response, app)
 
     async def revoke(self, local_id: str) -> None:
         app, token_id = self._parse_for_change(local_id)
-        response = await self._send("DELETE", self._token_url(app, token_id))
+        response = await self._http.send("DELETE", self._token_url(app, token_id))
         if response.status_code == 404:
             raise errors.NotFound(f"no token {local_id!r} in {self._name}")
         if response.status_code not in {200, 204}:
-            raise self._unexpected(response)
-        if response.status_code == 200 and not is_success(self._json(response)):
+            raise self._http.unexpected(response)
+        if response.status_code == 200 and not is_success(self._http.json(response)):
             raise errors.BadUpstreamResponse(
                 self._key, f"{self._name} did not confirm the deletion"
             )
@@ -459,7 +466,7 @@ class LosantSource:
         }
         if call.upstream_filter is not None:
             params["filterField"], params["filter"] = call.upstream_filter
-        response = await self._send("GET", self._collection_url(app), params=params)
+        response = await self._http.send("GET", self._collection_url(app), params=params)
         if response.status_code == 404:
             raise self._missing_application(app)
         if response.status_code == 400:
@@ -468,10 +475,10 @@ class LosantSource:
                 f"{self._name} refused the list request (400 {self._type_of(response)})",
             )
         if response.status_code != 200:
-            raise self._unexpected(response)
+            raise self._http.unexpected(response)
         try:
             page = parse_token_page(
-                self._json(response), source=self._key, application_id=app, now=call.now
+                self._http.json(response), source=self._key, application_id=app, now=call.now
             )
         except SchemaViolation as exc:
             raise self._malformed(exc) from None
@@ -501,61 +508,11 @@ class LosantSource:
                 "to read for this page: narrow the filter or order by creation date",
             )
 
-    async def _send(
-        self,
-        method: str,
-        url: str,
-        *,
-        params: dict[str, str] | None = None,
-        json_body: dict[str, object] | None = None,
-    ) -> httpx.Response:
-        try:
-            response = await self._client.request(
-                method,
-                url,
-                params=params,
-                json=json_body,
-                headers=self._headers,
-                timeout=self._timeout_s,
-            )
-        except httpx.TimeoutException:
-            raise errors.UpstreamTimeout(
-                self._key, f"{self._name} did not answer within {self._timeout_s:g} s"
-            ) from None
-        except httpx.TransportError:
-            raise errors.UpstreamUnavailable(self._key, f"{self._name} is unreachable") from None
-        except httpx.HTTPError:
-            raise errors.BadUpstreamResponse(
-                self._key, f"{self._name} sent an unreadable response"
-            ) from None
-        status = response.status_code
-        if status in {401, 403}:
-            raise errors.UpstreamUnauthorized(
-                self._key, f"{self._name} refused the gateway's API token (HTTP {status})"
-            )
-        if status == 429:
-            raise errors.UpstreamRateLimited(
-                self._key,
-                f"{self._name} is rate limiting the gateway",
-                retry_after_s=retry_after_seconds(response.headers.get("retry-after")),
-            )
-        if status >= 500:
-            raise errors.UpstreamUnavailable(
-                self._key, f"{self._name} failed (HTTP {status})", status=status
-            )
-        return response
-
-    def _json(self, response: httpx.Response) -> object:
-        try:
-            payload: object = json.loads(response.content)
-        except ValueError:
-            raise errors.BadUpstreamResponse(self._key, f"{self._name} sent invalid JSON") from None
-        return payload
-
     def _token_from(self, response: httpx.Response, app: str) -> Token:
+        payload = self._http.json(response)
         try:
             return normalise_token(
-                self._json(response), source=self._key, application_id=app, now=datetime.now(UTC)
+                payload, source=self._key, application_id=app, now=datetime.now(UTC)
             )
         except SchemaViolation as exc:
             raise self._malformed(exc) from None
@@ -577,11 +534,6 @@ class LosantSource:
     def _missing_application(self, app: str) -> errors.UpstreamUnavailable:
         return errors.UpstreamUnavailable(
             self._key, f"{self._name} does not know application {app}: check application_ids"
-        )
-
-    def _unexpected(self, response: httpx.Response) -> errors.BadUpstreamResponse:
-        return errors.BadUpstreamResponse(
-            self._key, f"{self._name} answered with unexpected HTTP {response.status_code}"
         )
 
 
@@ -876,19 +828,3 @@ async def _gather(calls: Sequence[Awaitable[T]]) -> list[T]:
     if failures:
         raise next((f for f in failures if isinstance(f, _Disorder)), failures[0])
     return results  # type: ignore[return-value]
-
-
-def retry_after_seconds(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP-date), None if unusable."""
-    if value is None:
-        return None
-    value = value.strip()
-    if value.isascii() and value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        return None
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())

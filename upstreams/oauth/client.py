@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 
 import httpx
 
 from upstreams import errors, ordering
+from upstreams.http_edge import UpstreamHttp
+from upstreams.http_edge import retry_after_seconds as retry_after_seconds  # re-exported
 from upstreams.model import (
     Capabilities,
     Created,
@@ -65,10 +65,15 @@ class OAuthSource:
         self._key = key
         self._name = name
         self._base = str(url).rstrip("/")
-        self._client = client
-        self._timeout_s = timeout_s
         basic = base64.b64encode(f"{client_id}:{client_secret}".encode()).decode("ascii")
-        self._headers = {"Authorization": f"Basic {basic}", "Accept": "application/json"}
+        self._http = UpstreamHttp(
+            key=key,
+            name=name,
+            client=client,
+            timeout_s=timeout_s,
+            headers={"Authorization": f"Basic {basic}", "Accept": "application/json"},
+            unauthorized="{name} refused the gateway's client credentials",
+        )
 
     def __repr__(self) -> str:
         return f"OAuthSource(key={self._key!r}, base_url={self._base!r})"
@@ -148,91 +153,31 @@ class OAuthSource:
             raise errors.InvalidInput("not a token id of this source", argument="id")
         user_id, token_id = parsed
         url = f"{self._base}{_API}/{user_path_segment(user_id)}/tokens/{token_id}"
-        response = await self._send("DELETE", url)
+        response = await self._http.send("DELETE", url)
         # The seed: 204 whether or not the user or token existed, so there is no NotFound.
         if not response.is_success:
-            raise self._unexpected(response)
+            raise self._http.unexpected(response)
 
     async def aclose(self) -> None:
         return None
 
     async def _list_user(self, user_id: str) -> list[Token]:
         url = f"{self._base}{_API}/{user_path_segment(user_id)}/tokens"
-        response = await self._send("GET", url)
+        response = await self._http.send("GET", url)
         if response.status_code == 404:
             # An unknown user and a user without valid tokens look alike: both are empty.
-            if is_no_tokens_body(self._json(response)):
+            if is_no_tokens_body(self._http.json(response)):
                 return []
             raise errors.BadUpstreamResponse(
                 self._key, f"{self._name} answered 404 without its documented error body"
             )
         if response.status_code != 200:
-            raise self._unexpected(response)
+            raise self._http.unexpected(response)
         try:
             return parse_token_list(
-                self._json(response), source=self._key, user_id=user_id, now=datetime.now(UTC)
+                self._http.json(response), source=self._key, user_id=user_id, now=datetime.now(UTC)
             )
         except SchemaViolation as exc:
             raise errors.BadUpstreamResponse(
                 self._key, f"{self._name} sent a malformed token list: {exc}"
             ) from None
-
-    async def _send(self, method: str, url: str) -> httpx.Response:
-        try:
-            response = await self._client.request(
-                method, url, headers=self._headers, timeout=self._timeout_s
-            )
-        except httpx.TimeoutException:
-            raise errors.UpstreamTimeout(
-                self._key, f"{self._name} did not answer within {self._timeout_s:g} s"
-            ) from None
-        except httpx.TransportError:
-            raise errors.UpstreamUnavailable(self._key, f"{self._name} is unreachable") from None
-        except httpx.HTTPError:
-            raise errors.BadUpstreamResponse(
-                self._key, f"{self._name} sent an unreadable response"
-            ) from None
-        status = response.status_code
-        if status in {401, 403}:
-            raise errors.UpstreamUnauthorized(
-                self._key, f"{self._name} refused the gateway's client credentials"
-            )
-        if status == 429:
-            raise errors.UpstreamRateLimited(
-                self._key,
-                f"{self._name} is rate limiting the gateway",
-                retry_after_s=retry_after_seconds(response.headers.get("retry-after")),
-            )
-        if status >= 500:
-            raise errors.UpstreamUnavailable(
-                self._key, f"{self._name} failed (HTTP {status})", status=status
-            )
-        return response
-
-    def _json(self, response: httpx.Response) -> object:
-        try:
-            payload: object = json.loads(response.content)
-        except ValueError:
-            raise errors.BadUpstreamResponse(self._key, f"{self._name} sent invalid JSON") from None
-        return payload
-
-    def _unexpected(self, response: httpx.Response) -> errors.BadUpstreamResponse:
-        return errors.BadUpstreamResponse(
-            self._key, f"{self._name} answered with unexpected HTTP {response.status_code}"
-        )
-
-
-def retry_after_seconds(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP-date), None if unusable."""
-    if value is None:
-        return None
-    value = value.strip()
-    if value.isascii() and value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        return None
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())

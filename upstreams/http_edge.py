@@ -1,0 +1,128 @@
+"""The HTTP edge the upstream adapters share: one request, its failures as ``errors``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from json import loads
+
+import httpx
+
+from upstreams import errors
+
+
+class UpstreamHttp:
+    """One upstream's requests over the gateway's shared ``httpx.AsyncClient``.
+
+    ``send`` turns every transport failure and every 401, 403, 429 and 5xx answer into an
+    ``errors.UpstreamError`` naming ``key``; any other status is returned for the adapter
+    to judge. ``unauthorized`` is the 401/403 message, formatted with ``name`` and
+    ``status``. ``record_status`` also sets ``status=`` on 401/403 and ``unexpected``
+    errors (5xx and 429 always carry it).
+    """
+
+    def __init__(
+        self,
+        *,
+        key: str,
+        name: str,
+        client: httpx.AsyncClient,
+        timeout_s: float,
+        headers: Mapping[str, str],
+        unauthorized: str,
+        record_status: bool = False,
+    ) -> None:
+        self._key = key
+        self._name = name
+        self._client = client
+        self._timeout_s = timeout_s
+        self._headers = dict(headers)
+        self._unauthorized = unauthorized
+        self._record_status = record_status
+
+    async def send(
+        self,
+        method: str,
+        url: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        json: object = None,
+        content: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        """The response to one request (``headers`` add to the constructor's)."""
+        try:
+            response = await self._client.request(
+                method,
+                url,
+                params=params,
+                content=content,
+                json=json,
+                headers={**self._headers, **headers} if headers else self._headers,
+                timeout=self._timeout_s,
+            )
+        except httpx.TimeoutException:
+            raise errors.UpstreamTimeout(
+                self._key, f"{self._name} did not answer within {self._timeout_s:g} s"
+            ) from None
+        except httpx.TransportError:
+            raise errors.UpstreamUnavailable(self._key, f"{self._name} is unreachable") from None
+        except httpx.HTTPError:
+            raise errors.BadUpstreamResponse(
+                self._key, f"{self._name} sent an unreadable response"
+            ) from None
+        status = response.status_code
+        if status in {401, 403}:
+            raise errors.UpstreamUnauthorized(
+                self._key,
+                self._unauthorized.format(name=self._name, status=status),
+                status=status if self._record_status else None,
+            )
+        if status == 429:
+            raise errors.UpstreamRateLimited(
+                self._key,
+                f"{self._name} is rate limiting the gateway",
+                retry_after_s=retry_after_seconds(response.headers.get("retry-after")),
+            )
+        if status >= 500:
+            raise errors.UpstreamUnavailable(
+                self._key, f"{self._name} failed (HTTP {status})", status=status
+            )
+        return response
+
+    def json(self, response: httpx.Response) -> object:
+        """The response body parsed as JSON, or ``BadUpstreamResponse``."""
+        try:
+            payload: object = loads(response.content)
+        except ValueError:
+            raise errors.BadUpstreamResponse(self._key, f"{self._name} sent invalid JSON") from None
+        return payload
+
+    def unexpected(self, response: httpx.Response) -> errors.BadUpstreamResponse:
+        """The error for a status the adapter has no meaning for."""
+        status = response.status_code
+        return errors.BadUpstreamResponse(
+            self._key,
+            f"{self._name} answered with unexpected HTTP {status}",
+            status=status if self._record_status else None,
+        )
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or HTTP-date), None if unusable."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isascii() and value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+__all__ = ["UpstreamHttp", "retry_after_seconds"]
