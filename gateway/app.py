@@ -141,7 +141,7 @@ def create_app(config: Config) -> Starlette:
         client = http_client()
         upstreams = build_upstreams(config.sources, client)
         service = TokenService(
-            store, upstreams, timeouts_s={s.key: s.timeout_s for s in config.sources}
+            store, upstreams, timeouts_s={s.key: s.deadline_s for s in config.sources}
         )
         view = GatewayView(schema, service, source_types(service), graphiql=config.server.graphiql)
         limiter = TokenBuckets(config.limits.rate_per_s, config.limits.burst)

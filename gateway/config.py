@@ -65,13 +65,21 @@ class SourceConfig:
     provider: str
     name: str
     base_url: str
+    # Per upstream request (read/write); connecting; the whole call with its retries.
     timeout_s: float = 10.0
+    connect_timeout_s: float = 3.0
+    total_timeout_s: float | None = None
     max_concurrency: int = 20
     retries: int = 2
     page_size_param: str = "length"
     application_ids: tuple[str, ...] = ()
     # Resolved from the environment variables the file names; never printed.
     credentials: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    @property
+    def deadline_s(self) -> float:
+        """How long one call to this source may take, retries included."""
+        return self.total_timeout_s if self.total_timeout_s is not None else self.timeout_s
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +102,8 @@ _SOURCE_KEYS = {
     "name",
     "base_url",
     "timeout_s",
+    "connect_timeout_s",
+    "total_timeout_s",
     "max_concurrency",
     "retries",
     "token_env",
@@ -409,9 +419,17 @@ def _source(
         raise ConfigError(
             f"{where('page_size_param')}: page_size_param must be 'length' or 'limit'"
         )
-    timeout_s = float(_typed(raw, "timeout_s", (int, float), 10.0, loc, "sources", index))
-    if not 0 < timeout_s <= 300:
-        raise ConfigError(f"{where('timeout_s')}: timeout_s must be between 0 and 300 seconds")
+    timeouts: dict[str, float] = {}
+    for name, default in (
+        ("timeout_s", 10.0),
+        ("connect_timeout_s", 3.0),
+        ("total_timeout_s", 0.0),
+    ):
+        value = float(_typed(raw, name, (int, float), default, loc, "sources", index))
+        if name in raw and not 0 < value <= 300:
+            raise ConfigError(f"{where(name)}: {name} must be between 0 and 300 seconds")
+        timeouts[name] = value
+    timeout_s = timeouts["timeout_s"]
     max_concurrency = _typed(raw, "max_concurrency", int, 20, loc, "sources", index)
     retries = _typed(raw, "retries", int, 2, loc, "sources", index)
     if max_concurrency < 1 or not 0 <= retries <= 10:
@@ -422,6 +440,8 @@ def _source(
         name=_typed(raw, "name", str, key, loc, "sources", index),
         base_url=base_url,
         timeout_s=timeout_s,
+        connect_timeout_s=timeouts["connect_timeout_s"],
+        total_timeout_s=timeouts["total_timeout_s"] or None,
         max_concurrency=max_concurrency,
         retries=retries,
         page_size_param=page_size_param,

@@ -39,6 +39,7 @@ def build_adapters(configs: Sequence[SourceConfig], client: httpx.AsyncClient) -
                     api_token=cfg.credentials["token"],
                     page_size_param=cfg.page_size_param,
                     timeout_s=cfg.timeout_s,
+                    connect_timeout_s=cfg.connect_timeout_s,
                 )
             )
         elif cfg.provider == "oauth":
@@ -53,6 +54,7 @@ def build_adapters(configs: Sequence[SourceConfig], client: httpx.AsyncClient) -
                     client_id=cfg.credentials["client_id"],
                     client_secret=cfg.credentials["client_secret"],
                     timeout_s=cfg.timeout_s,
+                    connect_timeout_s=cfg.connect_timeout_s,
                 )
             )
         else:
@@ -67,6 +69,7 @@ def build_adapters(configs: Sequence[SourceConfig], client: httpx.AsyncClient) -
                     api_token=cfg.credentials["token"],
                     application_ids=cfg.application_ids,
                     timeout_s=cfg.timeout_s,
+                    connect_timeout_s=cfg.connect_timeout_s,
                 )
             )
     return sources

@@ -32,11 +32,15 @@ class UpstreamHttp:
         headers: Mapping[str, str],
         unauthorized: str,
         record_status: bool = False,
+        connect_timeout_s: float | None = None,
     ) -> None:
         self._key = key
         self._name = name
         self._client = client
         self._timeout_s = timeout_s
+        # Read/write/pool wait timeout_s each; connecting may have a shorter budget.
+        connect = timeout_s if connect_timeout_s is None else min(connect_timeout_s, timeout_s)
+        self._timeout = httpx.Timeout(timeout_s, connect=connect)
         self._headers = dict(headers)
         self._unauthorized = unauthorized
         self._record_status = record_status
@@ -60,7 +64,7 @@ class UpstreamHttp:
                 content=content,
                 json=json,
                 headers={**self._headers, **headers} if headers else self._headers,
-                timeout=self._timeout_s,
+                timeout=self._timeout,
             )
         except httpx.TimeoutException:
             raise errors.UpstreamTimeout(

@@ -145,3 +145,15 @@ def test_credentials_from_a_file(tmp_path: Path) -> None:
     missing = GOOD.replace('token_env = "AMPER_API_TOKEN"', 'token_file = "nope.secret"')
     with pytest.raises(ConfigError, match="cannot read token_file"):
         load(write(tmp_path, missing), environ=ENV)
+
+
+def test_timeouts(tmp_path: Path) -> None:
+    text = GOOD.replace(
+        "timeout_s = 3", "timeout_s = 3\nconnect_timeout_s = 0.5\ntotal_timeout_s = 8"
+    )
+    amper, fleet = load(write(tmp_path, text), environ=ENV).sources
+    assert (fleet.timeout_s, fleet.connect_timeout_s, fleet.deadline_s) == (3.0, 0.5, 8.0)
+    assert (amper.timeout_s, amper.connect_timeout_s, amper.deadline_s) == (10.0, 3.0, 10.0)
+    bad = GOOD.replace("timeout_s = 3", "timeout_s = 3\ntotal_timeout_s = 0")
+    with pytest.raises(ConfigError, match="total_timeout_s must be between 0 and 300"):
+        load(write(tmp_path, bad), environ=ENV)

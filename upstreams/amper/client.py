@@ -116,6 +116,7 @@ class AmperSource:
         api_token: str,
         page_size_param: str = "length",
         timeout_s: float = 10.0,
+        connect_timeout_s: float | None = None,
     ) -> None:
         url = httpx.URL(base_url)
         if url.scheme not in {"http", "https"} or not url.host:
@@ -137,6 +138,7 @@ class AmperSource:
             name=name,
             client=client,
             timeout_s=timeout_s,
+            connect_timeout_s=connect_timeout_s,
             headers={"Authorization": f"Basic {basic}", "Accept": MEDIA_TYPE},
             unauthorized="{name} refused the gateway's API token",
             record_status=True,

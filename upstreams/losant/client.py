@@ -135,6 +135,7 @@ class LosantSource:
         api_token: str,
         application_ids: Sequence[str],
         timeout_s: float = 10.0,
+        connect_timeout_s: float | None = None,
         per_page: int = 100,
     ) -> None:
         url = httpx.URL(base_url)
@@ -164,6 +165,7 @@ class LosantSource:
             name=name,
             client=client,
             timeout_s=timeout_s,
+            connect_timeout_s=connect_timeout_s,
             headers={"Authorization": f"Bearer {api_token}", "Accept": "application/json"},
             unauthorized="{name} refused the gateway's API token (HTTP {status})",
         )

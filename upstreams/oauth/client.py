@@ -56,6 +56,7 @@ class OAuthSource:
         client_id: str,
         client_secret: str,
         timeout_s: float = 10.0,
+        connect_timeout_s: float | None = None,
     ) -> None:
         url = httpx.URL(base_url)
         if url.scheme not in {"http", "https"} or not url.host:
@@ -71,6 +72,7 @@ class OAuthSource:
             name=name,
             client=client,
             timeout_s=timeout_s,
+            connect_timeout_s=connect_timeout_s,
             headers={"Authorization": f"Basic {basic}", "Accept": "application/json"},
             unauthorized="{name} refused the gateway's client credentials",
         )
