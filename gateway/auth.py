@@ -79,46 +79,41 @@ class BearerAuth:
 
 
 async def _unauthenticated(send: Send, message: str) -> None:
-    body = orjson.dumps(
-        {"errors": [{"message": message, "extensions": {"code": "UNAUTHENTICATED"}}]}
+    await _refuse(
+        send,
+        401,
+        {"errors": [{"message": message, "extensions": {"code": "UNAUTHENTICATED"}}]},
+        (b"www-authenticate", CHALLENGE),
     )
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 401,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"www-authenticate", CHALLENGE),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
 
 
 async def _rate_limited(send: Send, wait_s: float) -> None:
     """HTTP 200 (a GraphQL-level refusal, per the run contract) that executed nothing."""
     retry_after = max(1, math.ceil(wait_s))
-    body = orjson.dumps(
+    message = f"too many requests for this token: retry in {retry_after} s"
+    await _refuse(
+        send,
+        200,
         {
             "data": None,
             "errors": [
                 {
-                    "message": f"too many requests for this token: retry in {retry_after} s",
+                    "message": message,
                     "extensions": {"code": "RATE_LIMITED", "retryAfter": retry_after},
                 }
             ],
-        }
+        },
+        (b"retry-after", str(retry_after).encode()),
     )
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 200,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"retry-after", str(retry_after).encode()),
-            ],
-        }
-    )
+
+
+async def _refuse(send: Send, status: int, payload: object, header: tuple[bytes, bytes]) -> None:
+    """A GraphQL-shaped JSON answer sent before the request reaches Strawberry."""
+    body = orjson.dumps(payload)
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        header,
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
