@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import orjson
+
 from upstreams.errors import InvalidCursor
 from upstreams.model import (
     Direction,
@@ -54,7 +56,7 @@ def encode_cursor(cursor: Cursor) -> str:
         "b": int(cursor.backward),
         "p": dict(cursor.positions),
     }
-    raw = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode("utf-8")
+    raw = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
     return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
 
 
