@@ -6,7 +6,6 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 import strawberry
-from strawberry.types import Info
 
 from upstreams import ids
 from upstreams.model import (
@@ -19,7 +18,7 @@ from upstreams.model import (
 )
 
 if TYPE_CHECKING:
-    from schema.context import Context
+    pass
 
 from schema.enums import SourceFailureReason, SourceHealth
 
@@ -117,13 +116,6 @@ class TokenType(Node):
     secret_hint: str | None = strawberry.field(
         description="A short redacted prefix of the secret, when the source exposes one. Never the secret."
     )
-
-    @classmethod
-    async def resolve_reference(
-        cls, info: Info[Context, None], id: strawberry.ID
-    ) -> TokenType | None:
-        """Federation entities load through the same per-request batched loader as ``node``."""
-        return await info.context.token_loader.load(str(id))
 
 
 def token_type(token: Token, source: SourceType) -> TokenType:

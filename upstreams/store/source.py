@@ -285,20 +285,6 @@ class StoreSource:
             raise errors.NotFound("no such token")
         return found[local_id]
 
-    async def bindings(self, local_id: str) -> tuple[str | None, frozenset[str] | None]:
-        """(subject, allowed sources) of a stored token, for scope-escalation checks."""
-        async with self._engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    sa.select(tokens.c.subject, tokens.c.allowed_sources).where(
-                        tokens.c.id == local_id
-                    )
-                )
-            ).first()
-        if row is None:
-            raise errors.NotFound("no such token")
-        return row[0], _sources(row[1])
-
     # -- writes --------------------------------------------------------------------------
 
     async def create(self, spec: CreateSpec, *, created_by: str | None = None) -> Created:
