@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 import strawberry
 
+from schema.enums import SourceFailureReason, SourceHealth
 from upstreams import ids
 from upstreams.model import (
     Capabilities,
@@ -16,11 +16,6 @@ from upstreams.model import (
     Status,
     Token,
 )
-
-if TYPE_CHECKING:
-    pass
-
-from schema.enums import SourceFailureReason, SourceHealth
 
 
 @strawberry.interface(
