@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from hypothesis_graphql import Mode, from_schema, nodes
 
 from gateway.app import create_app
+from gateway.demo import PROVIDERS, simulators
 from schema.build import build_schema
 from tests.conftest import BOOTSTRAP, gateway_config
 from upstreams.loopback import serve_in_thread
@@ -52,21 +53,26 @@ SCALARS = {
 
 @pytest.fixture(scope="module")
 def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[httpx.Client, str]]:
+    """A gateway over the store and all three simulated upstreams."""
     tmp: Path = tmp_path_factory.mktemp("fuzz")
     mp = pytest.MonkeyPatch()
     mp.setenv("TOKENGATE_BOOTSTRAP_TOKEN", BOOTSTRAP)
     try:
-        with (
-            serve_in_thread(create_app(gateway_config(tmp))) as url,
-            httpx.Client(headers={"Authorization": f"Bearer {BOOTSTRAP}"}, timeout=30) as client,
-        ):
-            client.post(
-                f"{url}/graphql",
-                json={
-                    "query": 'mutation { createToken(input: {source: "internal", name: "seed"}) { secret } }'
-                },
-            )
-            yield client, url
+        with simulators(PROVIDERS, count=10) as sims:
+            config = gateway_config(tmp, sources=tuple(s.source for s in sims.values()))
+            with (
+                serve_in_thread(create_app(config)) as url,
+                httpx.Client(
+                    headers={"Authorization": f"Bearer {BOOTSTRAP}"}, timeout=30
+                ) as client,
+            ):
+                client.post(
+                    f"{url}/graphql",
+                    json={
+                        "query": 'mutation { createToken(input: {source: "internal", name: "seed"}) { secret } }'
+                    },
+                )
+                yield client, url
     finally:
         mp.undo()
 
