@@ -44,6 +44,9 @@ run_pg() {
     "$@"
   fi
 }
+if [ -n "$pg_bin" ] && [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; then
+  useradd --system --no-create-home postgres
+fi
 if [ -n "$pg_bin" ] && [ -z "${TOKENGATE_TEST_PG_URL:-}" ]; then
   pg_dir=$(mktemp -d /tmp/tokengate-pg.XXXXXX)
   chmod 755 "$pg_dir"
