@@ -2,8 +2,9 @@
 
     python benchmarks/fanout.py [--requests 200] [--latency-ms 50] [--transport default|aiohttp]
 
-The simulators (`tokengate simulate`) and the gateway (`tokengate serve`) run as separate
-processes, so the measured latency is the gateway's, not shared with the simulators' work.
+Each simulator (`tokengate simulate --provider P`) and the gateway (`tokengate serve`) run
+in their own processes, so the measured latency is the gateway's, not the simulators' work
+queueing behind one another.
 Prints the p50/p90/p99 latency of a 20-token page over all four sources (internal store,
 Amper, OAuth-style, Losant with one application), the target (slowest upstream + 5 ms),
 and the upstream requests per page (target: one per upstream source).
@@ -46,28 +47,44 @@ def wait_ready(url: str) -> None:
 
 def start_simulators(
     workdir: Path,
-) -> tuple[subprocess.Popen[str], dict[str, tuple[str, dict[str, str]]]]:
-    base = free_port()
-    out = (workdir / "sim.log").open("w+")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "simulate", "--port", str(base), "--count", "60"],
-        stdout=out,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+) -> tuple[list[subprocess.Popen[str]], dict[str, tuple[str, dict[str, str]]]]:
+    """One process per simulator, so that their work does not queue behind one another."""
+    processes: list[subprocess.Popen[str]] = []
     sims: dict[str, tuple[str, dict[str, str]]] = {}
-    for _ in range(300):
-        out.seek(0)
-        lines = [ln for ln in out.read().splitlines() if "http://" in ln]
-        if len(lines) == 3:
-            for line in lines:
+    for provider in ("amper", "oauth", "losant"):
+        out = (workdir / f"{provider}.log").open("w+")
+        processes.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "gateway.cli",
+                    "simulate",
+                    "--provider",
+                    provider,
+                    "--port",
+                    str(free_port()),
+                    "--count",
+                    "60",
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+        )
+        for _ in range(300):
+            out.seek(0)
+            line = next((ln for ln in out.read().splitlines() if "http://" in ln), None)
+            if line is not None:
                 match = re.match(r"(\w+)\s+(http://\S+)\s+\((.*); control", line)
                 assert match, line
                 creds = dict(item.split("=", 1) for item in match.group(3).split(", "))
                 sims[match.group(1)] = (match.group(2), creds)
-            return process, sims
-        time.sleep(0.1)
-    raise RuntimeError("the simulators did not start")
+                break
+            time.sleep(0.1)
+        else:
+            raise RuntimeError(f"the {provider} simulator did not start")
+    return processes, sims
 
 
 def main() -> None:
@@ -77,7 +94,7 @@ def main() -> None:
     parser.add_argument("--transport", choices=["default", "aiohttp"], default=None)
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="tokengate-bench-"))
-    sim_process, sims = start_simulators(workdir)
+    sim_processes, sims = start_simulators(workdir)
     env = {**os.environ, "TOKENGATE_BOOTSTRAP_TOKEN": SECRET}
     if args.transport:
         env["TOKENGATE_HTTP_TRANSPORT"] = args.transport
@@ -140,9 +157,10 @@ def main() -> None:
         )
     finally:
         gateway.terminate()
-        sim_process.terminate()
         gateway.wait(timeout=30)
-        sim_process.wait(timeout=30)
+        for process in sim_processes:
+            process.terminate()
+            process.wait(timeout=30)
     samples.sort()
     p50 = statistics.median(samples)
     p90 = samples[int(len(samples) * 0.9) - 1]
