@@ -121,6 +121,8 @@ class TokenService:
             )
             return await self._call(source, source.list_page(request))
 
+        # Remote sources first: their requests leave before the store's local work starts.
+        chosen.sort(key=lambda s: s.provider is Provider.INTERNAL)
         results = await asyncio.gather(*(fetch(s) for s in chosen), return_exceptions=True)
         pages: dict[str, SourcePage] = {}
         count_complete = True

@@ -5,7 +5,9 @@ Control endpoints (never logged, never faulted), on every simulator:
     DELETE /_sim/requests   -> clears the log
     POST   /_sim/faults     <- {"faults": [Fault fields...]} replaces the fault plan
     DELETE /_sim/faults     -> no faults
-Faults apply to matching requests (method and path prefix), ``times`` times (null: forever),
+``latency_ms`` makes every answer leave that long after its request arrived (the
+simulator's own work included). Faults apply to matching requests (method and path prefix),
+``times`` times (null: forever),
 and with ``every`` = N only to every N-th matching request (N=2: half of them).
 """
 
@@ -110,7 +112,9 @@ class SimulatorMiddleware:
             )
         )
         if self.control.latency_ms > 0:
-            await asyncio.sleep(self.control.latency_ms / 1000)
+            send = _answer_at(
+                send, asyncio.get_running_loop().time() + self.control.latency_ms / 1000
+            )
         fault = next((f for f in self.control.faults if f.applies(method, path)), None)
         if fault is None:
             await self.app(scope, receive, send)
@@ -161,6 +165,20 @@ class SimulatorMiddleware:
             await _send(send, 204, b"")
         else:
             await _send(send, 404, b'{"error": "unknown control endpoint"}')
+
+
+def _answer_at(send: Send, due: float) -> Send:
+    """``send`` that starts the response no earlier than ``due`` (loop time): the simulator
+    answers a fixed time after the request arrived, its own work included."""
+
+    async def delayed(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            delay = due - asyncio.get_running_loop().time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        await send(message)
+
+    return delayed
 
 
 async def _read_body(receive: Receive) -> bytes:

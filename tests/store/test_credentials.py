@@ -70,3 +70,17 @@ async def test_authentication_and_throttled_last_use(store: StoreSource) -> None
     assert await store.authenticate(created.secret + "x") is None
     assert await store.authenticate(created.secret[:-1]) is None
     assert await store.authenticate("") is None
+
+
+async def test_authentication_cache_forgets_changed_tokens(store: StoreSource) -> None:
+    from upstreams.model import Status, UpdateSpec
+
+    created = await store.create(CreateSpec(name="cached", scopes=("tokens:read",)))
+    assert await store.authenticate(created.secret) is not None
+    assert await store.authenticate(created.secret) is not None  # from the cache
+    await store.update(created.token.local_id, UpdateSpec(status=Status.INACTIVE))
+    assert await store.authenticate(created.secret) is None, "switched off: refused at once"
+    await store.update(created.token.local_id, UpdateSpec(status=Status.ACTIVE))
+    assert await store.authenticate(created.secret) is not None
+    await store.revoke(created.token.local_id)
+    assert await store.authenticate(created.secret) is None, "revoked: refused at once"

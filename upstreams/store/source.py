@@ -43,6 +43,10 @@ INTERNAL_KEY = "internal"
 MAX_NAME = 255
 MAX_DESCRIPTION = 4096
 MIN_BOOTSTRAP_LENGTH = 16
+# How long an authentication is reused in one process. A token revoked or switched off
+# through this process stops working at once; through another replica, within this time.
+AUTH_CACHE_S = 2.0
+AUTH_CACHE_ENTRIES = 10_000
 _ID_CHARS = frozenset("0123456789abcdef")
 
 
@@ -103,12 +107,16 @@ class StoreSource:
         *,
         name: str = "Internal store",
         touch_interval_s: float = 60.0,
+        auth_cache_s: float = AUTH_CACHE_S,
     ) -> None:
         self._engine = engine
         self._hasher = hasher
         self._name = name
         self._touch_interval_s = touch_interval_s
         self._last_touch: dict[str, float] = {}
+        # digest -> (monotonic expiry, caller): skips a store round trip before every request.
+        self._auth_cache: dict[str, tuple[float, Principal]] = {}
+        self._auth_cache_s = auth_cache_s
 
     key = INTERNAL_KEY
     provider = Provider.INTERNAL
@@ -400,6 +408,7 @@ class StoreSource:
                     .where(tokens.c.id == local_id, tokens.c.status != Status.REVOKED.value)
                     .values(**values)
                 )
+            self._forget(local_id)
         return await self.get(local_id)
 
     async def revoke(self, local_id: str) -> None:
@@ -415,6 +424,7 @@ class StoreSource:
         if result.rowcount == 0:
             raise errors.NotFound("no such token")
         self._last_touch.pop(local_id, None)
+        self._forget(local_id)
 
     async def aclose(self) -> None:
         await self._engine.dispose()
@@ -426,6 +436,11 @@ class StoreSource:
         if not secret or len(secret) > 512:
             return None
         digest = self._hasher.digest(secret)
+        now = time.monotonic()
+        cached = self._auth_cache.get(digest)
+        if cached is not None and cached[0] > now:
+            await self._touch(cached[1].token_id)
+            return cached[1]
         async with self._engine.connect() as conn:
             row = (
                 (await conn.execute(sa.select(tokens).where(tokens.c.secret_hash == digest)))
@@ -434,16 +449,31 @@ class StoreSource:
             )
         if row is None or not self._hasher.verify(secret, row["secret_hash"]):
             return None
-        status = effective_status(Status(row["status"]), from_us(row["expires_at"]), _now())
+        expires_at = from_us(row["expires_at"])
+        status = effective_status(Status(row["status"]), expires_at, _now())
         if status is not Status.ACTIVE:
             return None
         await self._touch(row["id"])
-        return Principal(
+        principal = Principal(
             token_id=row["id"],
             scopes=frozenset(json.loads(row["scopes"])),
             subject=row["subject"],
             allowed_sources=_sources(row["allowed_sources"]),
         )
+        ttl = self._auth_cache_s
+        if expires_at is not None:
+            ttl = min(ttl, (expires_at - _now()).total_seconds())
+        if ttl > 0:
+            if len(self._auth_cache) >= AUTH_CACHE_ENTRIES:
+                self._auth_cache.clear()
+            self._auth_cache[digest] = (now + ttl, principal)
+        return principal
+
+    def _forget(self, token_id: str) -> None:
+        """Drop a changed token's cached authentication in this process at once."""
+        stale = [d for d, (_, p) in self._auth_cache.items() if p.token_id == token_id]
+        for digest in stale:
+            del self._auth_cache[digest]
 
     async def _touch(self, token_id: str) -> None:
         now = time.monotonic()
