@@ -12,6 +12,14 @@ import httpx
 from upstreams import errors
 
 
+def base_url(value: str) -> str:
+    """An adapter's configured base URL, checked: absolute http(s), no trailing slash."""
+    url = httpx.URL(value)
+    if url.scheme not in {"http", "https"} or not url.host:
+        raise ValueError("base_url must be an absolute http(s) URL")
+    return str(url).rstrip("/")
+
+
 class UpstreamHttp:
     """One upstream's requests over the gateway's shared ``httpx.AsyncClient``.
 

@@ -38,6 +38,7 @@ from upstreams.amper.normalise import (
     sort_param,
 )
 from upstreams.http_edge import UpstreamHttp, retry_after_seconds
+from upstreams.http_edge import base_url as checked_base_url
 from upstreams.model import (
     Capabilities,
     Created,
@@ -118,16 +119,14 @@ class AmperSource:
         timeout_s: float = 10.0,
         connect_timeout_s: float | None = None,
     ) -> None:
-        url = httpx.URL(base_url)
-        if url.scheme not in {"http", "https"} or not url.host:
-            raise ValueError("base_url must be an absolute http(s) URL")
+        base = checked_base_url(base_url)
         if page_size_param not in _PAGE_SIZE_PARAMS:
             raise ValueError("page_size_param must be 'length' or 'limit'")
         if not api_token or ":" in api_token:
             raise ValueError("api_token must be a non-empty token without ':'")
         self._key = key
         self._name = name
-        self._base = str(url).rstrip("/")
+        self._base = base
         self._base_url = httpx.URL(self._base)
         self._api_token = api_token
         self._page_size_param = page_size_param

@@ -46,6 +46,7 @@ import httpx
 
 from upstreams import errors, ordering
 from upstreams.http_edge import UpstreamHttp
+from upstreams.http_edge import base_url as checked_base_url
 from upstreams.http_edge import retry_after_seconds as retry_after_seconds  # re-exported
 from upstreams.losant.normalise import (
     SchemaViolation,
@@ -138,9 +139,7 @@ class LosantSource:
         connect_timeout_s: float | None = None,
         per_page: int = 100,
     ) -> None:
-        url = httpx.URL(base_url)
-        if url.scheme not in {"http", "https"} or not url.host:
-            raise ValueError("base_url must be an absolute http(s) URL")
+        base = checked_base_url(base_url)
         if not api_token or any(c in api_token for c in "\r\n\0"):
             raise ValueError("api_token must be a non-empty single-line string")
         if isinstance(application_ids, str) or not application_ids:
@@ -157,7 +156,7 @@ class LosantSource:
             raise ValueError("timeout_s must be positive")
         self._key = key
         self._name = name
-        self._base = str(url).rstrip("/")
+        self._base = base
         self._apps = apps
         self._per_page = per_page
         self._http = UpstreamHttp(

@@ -11,6 +11,7 @@ import httpx
 
 from upstreams import errors, ordering
 from upstreams.http_edge import UpstreamHttp
+from upstreams.http_edge import base_url as checked_base_url
 from upstreams.http_edge import retry_after_seconds as retry_after_seconds  # re-exported
 from upstreams.model import (
     Capabilities,
@@ -58,14 +59,12 @@ class OAuthSource:
         timeout_s: float = 10.0,
         connect_timeout_s: float | None = None,
     ) -> None:
-        url = httpx.URL(base_url)
-        if url.scheme not in {"http", "https"} or not url.host:
-            raise ValueError("base_url must be an absolute http(s) URL")
+        base = checked_base_url(base_url)
         if ":" in client_id:
             raise ValueError("client_id cannot contain ':' (HTTP Basic user names cannot)")
         self._key = key
         self._name = name
-        self._base = str(url).rstrip("/")
+        self._base = base
         basic = base64.b64encode(f"{client_id}:{client_secret}".encode()).decode("ascii")
         self._http = UpstreamHttp(
             key=key,
