@@ -39,7 +39,7 @@ def _run(config: Config) -> None:
 
     from gateway.app import create_app
 
-    app = create_app(config)
+    app = create_app(config, freeze_heap=True)
     print(
         f"tokengate: serving GraphQL on http://{config.server.host}:{config.server.port}/graphql",
         file=sys.stderr,
