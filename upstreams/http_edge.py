@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from json import loads
 
 import httpx
+import orjson
 
 from upstreams import errors
 
@@ -106,7 +106,7 @@ class UpstreamHttp:
     def json(self, response: httpx.Response) -> object:
         """The response body parsed as JSON, or ``BadUpstreamResponse``."""
         try:
-            payload: object = loads(response.content)
+            payload: object = orjson.loads(response.content)
         except ValueError:
             raise errors.BadUpstreamResponse(self._key, f"{self._name} sent invalid JSON") from None
         return payload

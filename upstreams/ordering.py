@@ -55,11 +55,21 @@ def comes_before(a: SortKey, b: SortKey, direction: Direction) -> bool:
     return ta < tb if direction is Direction.ASC else ta > tb
 
 
+def order_tuple(token: Token, field: OrderField) -> tuple[int, SortValue, str, str]:
+    """``token``'s place in the ascending total order, as a tuple that compares with
+    ``<``: ``_ascending_tuple(sort_key(token, field))`` without building the SortKey."""
+    value = sort_value(token, field)
+    if value is None:
+        return (1, "", token.source, token.local_id)
+    return (0, value, token.source, token.local_id)
+
+
 def order_tokens(tokens: Iterable[Token], order: TokenOrder) -> list[Token]:
     """Tokens sorted in ``order`` by the gateway's total order."""
+    field = order.field
     return sorted(
         tokens,
-        key=lambda t: _ascending_tuple(sort_key(t, order.field)),
+        key=lambda t: order_tuple(t, field),
         reverse=order.direction is Direction.DESC,
     )
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from upstreams.model import Direction, OrderField, Provider, Status, Token, effective_status, utc
@@ -62,12 +63,22 @@ def parse_timestamp(value: object, where: str) -> datetime:
     """An ISO-8601 date-time with an offset (``2018-10-04T00:00:00.000000+00:00``) in UTC."""
     if not isinstance(value, str):
         raise SchemaViolation(f"{where} is not a date-time string")
+    parsed = _timestamp(value)
+    if isinstance(parsed, str):
+        raise SchemaViolation(f"{where} {parsed}")
+    return parsed
+
+
+@lru_cache(maxsize=4096)
+def _timestamp(value: str) -> datetime | str:
+    """The UTC instant ``value`` names, or what is wrong with it. Memoised: the same
+    tokens' dates come back on every page, and datetimes are immutable."""
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
-        raise SchemaViolation(f"{where} is not an ISO-8601 date-time") from None
+        return "is not an ISO-8601 date-time"
     if parsed.tzinfo is None or parsed.utcoffset() is None:
-        raise SchemaViolation(f"{where} has no UTC offset")
+        return "has no UTC offset"
     return utc(parsed)
 
 

@@ -824,6 +824,9 @@ def _parse_position(position: str | None, app_count: int) -> dict[int, int]:
 async def _gather(calls: Sequence[Awaitable[T]]) -> list[T]:
     """Run ``calls`` concurrently; all finish before the first failure is raised (a
     ``_Disorder`` wins, so that the caller can fall back)."""
+    if len(calls) == 1:
+        # One application (the usual case): no task, so its request leaves at once.
+        return [await calls[0]]
     results = await asyncio.gather(*calls, return_exceptions=True)
     failures = [r for r in results if isinstance(r, BaseException)]
     if failures:

@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 
 from upstreams.errors import InvalidInput
 from upstreams.model import (
@@ -37,6 +38,8 @@ _DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz
 _ERROR_TYPE = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,39}")
 _STATUSES = {"active": Status.ACTIVE, "inactive": Status.INACTIVE}
 _OWNER_KINDS = {"application": OwnerKind.APPLICATION, "user": OwnerKind.USER}
+_STATUS_NAMES = frozenset(_STATUSES)
+_OWNER_KIND_NAMES = frozenset(_OWNER_KINDS)
 _CREATOR_TYPES = frozenset({"apiToken", "user", "flow"})
 _SORT_DIRECTIONS = frozenset({"asc", "desc", "ASC", "DESC", ""})
 
@@ -66,12 +69,24 @@ def parse_local_id(local_id: str) -> tuple[str, str] | None:
 
 def parse_date(value: object, field: str) -> datetime:
     """An RFC 3339 date-time (Losant sends ``2016-06-13T04:00:00.000Z``) as aware UTC."""
-    if not isinstance(value, str) or _DATE_TIME.fullmatch(value) is None:
+    if not isinstance(value, str):
         raise SchemaViolation(f"'{field}' is not an ISO-8601 date-time")
+    parsed = _date_time(value)
+    if isinstance(parsed, str):
+        raise SchemaViolation(f"'{field}' {parsed}")
+    return parsed
+
+
+@lru_cache(maxsize=4096)
+def _date_time(value: str) -> datetime | str:
+    """The UTC instant ``value`` names, or what is wrong with it. Memoised: the same
+    tokens' dates come back on every page, and datetimes are immutable."""
+    if _DATE_TIME.fullmatch(value) is None:
+        return "is not an ISO-8601 date-time"
     try:
         return utc(datetime.fromisoformat(value.upper()))
     except ValueError:
-        raise SchemaViolation(f"'{field}' is not a valid date-time") from None
+        return "is not a valid date-time"
 
 
 def format_date(value: datetime) -> str:
@@ -95,12 +110,12 @@ def normalise_token(
     _object_id(raw, "creatorId", where)
     _enum(raw, "creatorType", _CREATOR_TYPES, where)
     owner_id = _object_id(raw, "ownerId", where)
-    owner_type = _enum(raw, "ownerType", frozenset(_OWNER_KINDS), where)
+    owner_type = _enum(raw, "ownerType", _OWNER_KIND_NAMES, where)
     if owner_type == "user" and owner_id is None:
         raise SchemaViolation(f"{where}: 'ownerType' is user but 'ownerId' is missing")
     owner = Owner(_OWNER_KINDS[owner_type or "application"], (owner_id or application_id).lower())
     # Losant's tokens are active unless switched off; the schema does not require status.
-    stored = _STATUSES[_enum(raw, "status", frozenset(_STATUSES), where) or "active"]
+    stored = _STATUSES[_enum(raw, "status", _STATUS_NAMES, where) or "active"]
     expires_at = _date(raw, "expirationDate", where)
     return Token(
         source=source,
@@ -145,7 +160,7 @@ def parse_token_page(
     sort_field = _string(payload, "sortField", "the list response")
     sort_direction = _enum(payload, "sortDirection", _SORT_DIRECTIONS, "the list response")
     _object_id(payload, "ownerId", "the list response")
-    _enum(payload, "ownerType", frozenset(_OWNER_KINDS), "the list response")
+    _enum(payload, "ownerType", _OWNER_KIND_NAMES, "the list response")
     tokens: list[Token] = []
     seen: set[str] = set()
     for index, raw in enumerate(items):

@@ -93,8 +93,11 @@ def parse_token_list(payload: object, *, source: str, user_id: str, now: datetim
         raise SchemaViolation("the list response has no 'tokens' array")
     tokens: list[Token] = []
     seen: set[str] = set()
+    # Every token of the list shares its user: quote the id and build the owner once.
+    id_prefix = quote(user_id, safe="") + "/"
+    owner = Owner(OwnerKind.USER, user_id)
     for index, raw in enumerate(raw_tokens):
-        token = normalise_token(raw, source=source, user_id=user_id, now=now, index=index)
+        token = _normalise(raw, source, id_prefix, owner, now, index)
         if token.external_id in seen:
             raise SchemaViolation(f"token {index}: duplicate 'id'")
         seen.add(token.external_id)
@@ -106,6 +109,15 @@ def normalise_token(
     raw: object, *, source: str, user_id: str, now: datetime, index: int = 0
 ) -> Token:
     """One listed token; extra fields are ignored, ``refresh_token_issued`` included."""
+    return _normalise(
+        raw, source, quote(user_id, safe="") + "/", Owner(OwnerKind.USER, user_id), now, index
+    )
+
+
+def _normalise(
+    raw: object, source: str, id_prefix: str, owner: Owner, now: datetime, index: int
+) -> Token:
+    """``normalise_token`` with the user's share precomputed (``local_id_for``'s prefix)."""
     if not isinstance(raw, Mapping):
         raise SchemaViolation(f"token {index}: not a JSON object")
     token_id = _required_str(raw, "id", index)
@@ -127,7 +139,7 @@ def normalise_token(
     return Token(
         source=source,
         provider=Provider.OAUTH,
-        local_id=local_id_for(user_id, token_id),
+        local_id=id_prefix + token_id,
         external_id=token_id,
         name=client_name,
         status=effective_status(Status.ACTIVE, None, now, expired_flag=expired),
@@ -135,7 +147,7 @@ def normalise_token(
         client_name=client_name,
         device_name=device_name,
         auth_method=_required_str(raw, "type", index),
-        owner=Owner(OwnerKind.USER, user_id),
+        owner=owner,
         created_at=_epoch_millis(raw.get("created_at"), index),
     )
 
