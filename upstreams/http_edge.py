@@ -25,9 +25,9 @@ class UpstreamHttp:
 
     ``send`` turns every transport failure and every 401, 403, 429 and 5xx answer into an
     ``errors.UpstreamError`` naming ``key``; any other status is returned for the adapter
-    to judge. ``unauthorized`` is the 401/403 message, formatted with ``name`` and
-    ``status``. ``record_status`` also sets ``status=`` on 401/403 and ``unexpected``
-    errors (5xx and 429 always carry it).
+    to judge. ``credential`` names what a 401/403 refused ("API token", "client
+    credentials"). Every error from an answer carries its HTTP ``status``; transport
+    failures carry none.
     """
 
     def __init__(
@@ -38,8 +38,7 @@ class UpstreamHttp:
         client: httpx.AsyncClient,
         timeout_s: float,
         headers: Mapping[str, str],
-        unauthorized: str,
-        record_status: bool = False,
+        credential: str,
         connect_timeout_s: float | None = None,
     ) -> None:
         self._key = key
@@ -50,8 +49,7 @@ class UpstreamHttp:
         connect = timeout_s if connect_timeout_s is None else min(connect_timeout_s, timeout_s)
         self._timeout = httpx.Timeout(timeout_s, connect=connect)
         self._headers = dict(headers)
-        self._unauthorized = unauthorized
-        self._record_status = record_status
+        self._credential = credential
 
     async def send(
         self,
@@ -88,8 +86,8 @@ class UpstreamHttp:
         if status in {401, 403}:
             raise errors.UpstreamUnauthorized(
                 self._key,
-                self._unauthorized.format(name=self._name, status=status),
-                status=status if self._record_status else None,
+                f"{self._name} refused the gateway's {self._credential} (HTTP {status})",
+                status=status,
             )
         if status == 429:
             raise errors.UpstreamRateLimited(
@@ -117,7 +115,7 @@ class UpstreamHttp:
         return errors.BadUpstreamResponse(
             self._key,
             f"{self._name} answered with unexpected HTTP {status}",
-            status=status if self._record_status else None,
+            status=status,
         )
 
 

@@ -30,6 +30,8 @@ PAGE = (
 
 # fault -> (the reason reported, upstream requests per failed list call: retried or not)
 FAULTS: dict[str, tuple[dict[str, Any], str, int]] = {
+    "http-401": ({"kind": "status", "status": 401}, "UNAUTHORIZED", 1),
+    "http-403": ({"kind": "status", "status": 403}, "UNAUTHORIZED", 1),
     "http-500": ({"kind": "status", "status": 500}, "UNAVAILABLE", 1),
     "http-503": ({"kind": "status", "status": 503}, "UNAVAILABLE", 1 + RETRIES),
     "http-429-retry-after": (

@@ -139,8 +139,7 @@ class AmperSource:
             timeout_s=timeout_s,
             connect_timeout_s=connect_timeout_s,
             headers={"Authorization": f"Basic {basic}", "Accept": MEDIA_TYPE},
-            unauthorized="{name} refused the gateway's API token",
-            record_status=True,
+            credential="API token",
         )
 
     def __repr__(self) -> str:

@@ -166,7 +166,7 @@ class LosantSource:
             timeout_s=timeout_s,
             connect_timeout_s=connect_timeout_s,
             headers={"Authorization": f"Bearer {api_token}", "Accept": "application/json"},
-            unauthorized="{name} refused the gateway's API token (HTTP {status})",
+            credential="API token",
         )
 
     def __repr__(self) -> str:

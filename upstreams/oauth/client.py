@@ -73,7 +73,7 @@ class OAuthSource:
             timeout_s=timeout_s,
             connect_timeout_s=connect_timeout_s,
             headers={"Authorization": f"Basic {basic}", "Accept": "application/json"},
-            unauthorized="{name} refused the gateway's client credentials",
+            credential="client credentials",
         )
 
     def __repr__(self) -> str:
