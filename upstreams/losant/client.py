@@ -628,6 +628,7 @@ class _Walk:
         found: list[tuple[GroupValue, Token]] = []
         end: int | None = None
         last: GroupValue | None = None
+        stopped = False
         index = start
         while True:
             page = await self._page(index)
@@ -643,11 +644,17 @@ class _Walk:
                     break
                 if last is not None and self._before(value, last):
                     raise _Disorder
+                new_group = last is not None and value != last
                 last = value
                 seen.append((offset, value))
+                if new_group and len(found) >= need:
+                    # Everything found so far sorts strictly before this value, so the
+                    # first ``need`` are settled: the rest of the page is not needed.
+                    stopped = True
+                    break
                 if self._wanted(token):
                     found.append((value, token))
-            if end is not None:
+            if end is not None or stopped:
                 break
             if self.source._is_last(page, index):
                 end = index * per_page + len(page.tokens)
