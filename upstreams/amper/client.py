@@ -451,7 +451,10 @@ class _NativeWalk:
         self.filter = request.filter
         self.need = request.limit + 1
         self.hint = decode_position(request.position)
-        self.reader = _Reader(source, first_length=request.limit + 1 + _LOOK_BEHIND + _LOOK_AHEAD)
+        # The first request covers the page plus a tie group running past it, and the rows
+        # before a resume hint when there is one (no hint: the walk starts at offset 0).
+        behind = _LOOK_BEHIND if self.hint is not None else 0
+        self.reader = _Reader(source, first_length=request.limit + 1 + behind + _LOOK_AHEAD)
         # Offset of the first never-used token found after segment A in ``sort``'s list.
         self.trailing_nulls_at: int | None = None
 

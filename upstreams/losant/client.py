@@ -216,12 +216,15 @@ class LosantSource:
             return SourcePage(items=[], has_more=False, total_count=0)
         call = _Call(now=datetime.now(UTC), upstream_filter=_pushed_filter(flt))
         exact_count = call.upstream_filter is None and not _has_local_filter(flt)
-        if order.field is not OrderField.NAME:
-            try:
-                return await self._walk_page(call, apps, flt, order, request, exact_count)
-            except _Disorder:
-                pass
-        return await self._whole_page(call, apps, flt, order, after, request.limit)
+        try:
+            if order.field is not OrderField.NAME:
+                try:
+                    return await self._walk_page(call, apps, flt, order, request, exact_count)
+                except _Disorder:
+                    pass
+            return await self._whole_page(call, apps, flt, order, after, request.limit)
+        except SchemaViolation as exc:  # an item read from a page (pages parse lazily)
+            raise self._malformed(exc) from None
 
     async def _whole_page(
         self,
@@ -479,7 +482,11 @@ class LosantSource:
             raise self._http.unexpected(response)
         try:
             page = parse_token_page(
-                self._http.json(response), source=self._key, application_id=app, now=call.now
+                self._http.json(response),
+                source=self._key,
+                application_id=app,
+                now=call.now,
+                lazy=True,
             )
         except SchemaViolation as exc:
             raise self._malformed(exc) from None

@@ -8,10 +8,11 @@ breaks them raises ``SchemaViolation``, whose message names fields, never their 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
+from typing import overload
 
 from upstreams.errors import InvalidInput
 from upstreams.model import (
@@ -134,11 +135,59 @@ def normalise_token(
     )
 
 
+class LazyTokens(Sequence[Token]):
+    """A page's items, each normalised and checked when first read.
+
+    A walk that settles its page after the first 20 of 100 items pays for those 20; an
+    item never read is never judged. Reading a malformed or duplicated item raises
+    ``SchemaViolation`` then, naming its index as the eager parse does.
+    """
+
+    __slots__ = ("_at", "_done", "_normalise", "_raw")
+
+    def __init__(self, raw: list[object], normalise: Callable[[object, int], Token]) -> None:
+        self._raw = raw
+        self._normalise = normalise
+        self._done: dict[int, Token] = {}
+        self._at: dict[str, int] = {}  # local id -> index, for duplicates among those read
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+    @overload
+    def __getitem__(self, index: int) -> Token: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Token]: ...
+
+    def __getitem__(self, index: int | slice) -> Token | list[Token]:
+        if isinstance(index, slice):
+            return [self._token(i) for i in range(*index.indices(len(self._raw)))]
+        if index < 0:
+            index += len(self._raw)
+        if not 0 <= index < len(self._raw):
+            raise IndexError(index)
+        return self._token(index)
+
+    def __iter__(self) -> Iterator[Token]:
+        for index in range(len(self._raw)):
+            yield self._token(index)
+
+    def _token(self, index: int) -> Token:
+        token = self._done.get(index)
+        if token is None:
+            token = self._normalise(self._raw[index], index)
+            if self._at.setdefault(token.local_id, index) != index:
+                raise SchemaViolation(f"item {index}: duplicate 'id'")
+            self._done[index] = token
+        return token
+
+
 @dataclass(frozen=True, slots=True)
 class TokenPage:
     """One ``GET .../tokens`` response (``apiTokens.json``), its tokens normalised."""
 
-    tokens: list[Token]
+    tokens: Sequence[Token]
     total_count: int | None
     per_page: int | None
     page: int | None
@@ -147,8 +196,9 @@ class TokenPage:
 
 
 def parse_token_page(
-    payload: object, *, source: str, application_id: str, now: datetime
+    payload: object, *, source: str, application_id: str, now: datetime, lazy: bool = False
 ) -> TokenPage:
+    """The page, its envelope checked at once; ``lazy``: its items as ``LazyTokens``."""
     if not isinstance(payload, Mapping):
         raise SchemaViolation("the list response is not a JSON object")
     items = payload.get("items")
@@ -161,16 +211,14 @@ def parse_token_page(
     sort_direction = _enum(payload, "sortDirection", _SORT_DIRECTIONS, "the list response")
     _object_id(payload, "ownerId", "the list response")
     _enum(payload, "ownerType", _OWNER_KIND_NAMES, "the list response")
-    tokens: list[Token] = []
-    seen: set[str] = set()
-    for index, raw in enumerate(items):
-        token = normalise_token(
+
+    def normalise(raw: object, index: int) -> Token:
+        return normalise_token(
             raw, source=source, application_id=application_id, now=now, where=f"item {index}"
         )
-        if token.local_id in seen:
-            raise SchemaViolation(f"item {index}: duplicate 'id'")
-        seen.add(token.local_id)
-        tokens.append(token)
+
+    lazy_tokens = LazyTokens(items, normalise)
+    tokens: Sequence[Token] = lazy_tokens if lazy else list(lazy_tokens)
     count = numbers["count"]
     if count is not None and count != len(tokens):
         raise SchemaViolation("'count' does not match the number of items")
@@ -362,6 +410,7 @@ def _integer(raw: Mapping[str, object], field: str) -> int | None:
 
 
 __all__ = [
+    "LazyTokens",
     "SchemaViolation",
     "TokenPage",
     "error_type",

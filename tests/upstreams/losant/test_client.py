@@ -842,6 +842,55 @@ async def test_list_bodies_that_break_the_schema_are_bad_responses(
     assert "13/06/2016" not in caught.value.message
 
 
+def _ten_dated_items(bad_index: int) -> Edit:
+    """A list answer of ten tokens with distinct, rising creation dates (one page at
+    WALK_PER_PAGE), the one at ``bad_index`` nameless (which the schema forbids)."""
+
+    def apply(request: Request, status: int, body: Any) -> tuple[int, Any]:
+        if request.method == "GET" and body.get("items"):
+            template = body["items"][0]
+            items = []
+            for i in range(10):
+                token_id = f"{i + 1:024x}"
+                item = dict(
+                    template, id=token_id, creationDate=f"2020-01-{i + 1:02d}T00:00:00.000Z"
+                )
+                if "apiTokenId" in item:
+                    item["apiTokenId"] = token_id
+                item.pop("expirationDate", None)
+                if i == bad_index:
+                    item["name"] = ""
+                items.append(item)
+            body.update(items=items, count=10, totalCount=10, page=0, perPage=WALK_PER_PAGE)
+        return status, body
+
+    return apply
+
+
+async def test_items_a_page_does_not_need_are_not_judged(
+    proxy: Callable[[Edit], str], http: httpx.AsyncClient
+) -> None:
+    # The walk settles three tokens early in the upstream page and reads no further, so a
+    # broken item at its end does not fail the page.
+    url = proxy(_ten_dated_items(bad_index=9))
+    source = make_source(url, http, apps=(APP1,))
+    order = TokenOrder(OrderField.CREATED_AT, Direction.ASC)
+    page = await source.list_page(PageRequest(TokenFilter(), order, 2))
+    assert [item.token.external_id for item in page.items] == [f"{i:024x}" for i in (1, 2)]
+    assert page.has_more
+
+
+async def test_a_broken_item_a_page_needs_is_a_bad_response(
+    proxy: Callable[[Edit], str], http: httpx.AsyncClient
+) -> None:
+    url = proxy(_ten_dated_items(bad_index=9))
+    source = make_source(url, http, apps=(APP1,))
+    order = TokenOrder(OrderField.CREATED_AT, Direction.ASC)
+    with pytest.raises(errors.BadUpstreamResponse, match="item 9") as caught:
+        await source.list_page(PageRequest(TokenFilter(), order, 9))
+    assert caught.value.source == KEY
+
+
 async def test_a_schema_violating_token_in_the_simulator(
     sim: tuple[LosantSimState, str], http: httpx.AsyncClient
 ) -> None:

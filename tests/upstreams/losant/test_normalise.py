@@ -12,6 +12,7 @@ import pytest
 
 from upstreams.errors import InvalidInput
 from upstreams.losant.normalise import (
+    LazyTokens,
     SchemaViolation,
     TokenPage,
     error_type,
@@ -411,6 +412,39 @@ def test_token_pages(raw: object, expected: TokenPage) -> None:
 def test_token_page_violations(raw: object, field: str) -> None:
     with pytest.raises(SchemaViolation, match=field):
         parse_token_page(raw, source=SOURCE, application_id=APP, now=BEFORE_EXPIRY)
+
+
+def test_a_lazy_page_judges_each_item_when_read() -> None:
+    broken = seed_with(name="")
+    raw = _page_with(items=[SEED_TOKEN, broken, SEED_TOKEN], count=3)
+    page = parse_token_page(raw, source=SOURCE, application_id=APP, now=BEFORE_EXPIRY, lazy=True)
+    assert isinstance(page.tokens, LazyTokens)
+    assert len(page.tokens) == 3
+    assert page.tokens[0] == SEED_EXPECTED
+    assert page.tokens[-3] == SEED_EXPECTED
+    with pytest.raises(SchemaViolation, match="item 1"):
+        _ = page.tokens[1]
+    with pytest.raises(SchemaViolation, match="item 2: duplicate"):
+        _ = page.tokens[2]
+    with pytest.raises(IndexError):
+        _ = page.tokens[3]
+    with pytest.raises(SchemaViolation, match="item 1"):
+        list(page.tokens)
+
+
+def test_a_lazy_page_reads_like_the_eager_one() -> None:
+    lazy = parse_token_page(
+        SEED_TOKENS, source=SOURCE, application_id=APP, now=BEFORE_EXPIRY, lazy=True
+    )
+    eager = parse_token_page(SEED_TOKENS, source=SOURCE, application_id=APP, now=BEFORE_EXPIRY)
+    assert list(lazy.tokens) == list(eager.tokens)
+    assert lazy.tokens[0:1] == list(eager.tokens[0:1])
+    assert list(reversed(lazy.tokens)) == list(reversed(eager.tokens))
+    assert (lazy.total_count, lazy.per_page, lazy.page) == (
+        eager.total_count,
+        eager.per_page,
+        eager.page,
+    )
 
 
 def test_created_token_carries_its_secret_once() -> None:
