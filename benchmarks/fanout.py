@@ -100,17 +100,20 @@ def start_simulators(
     return processes, sims
 
 
-def bare_probe(spec: str, rounds: int) -> None:
+def bare_probe(spec: str, rounds: int, transport_name: str) -> None:
     """The floor: the gateway's three upstream requests, sent concurrently by a bare client
-    (httpx over aiohttp, as the gateway's), no GraphQL, no gateway; prints the p50 in ms."""
+    (httpx with the gateway's transport), no GraphQL, no gateway; prints the p50 in ms."""
     import asyncio
-
-    from httpx_aiohttp import AiohttpTransport
 
     requests = json.loads(spec)
 
     async def run() -> float:
-        async with httpx.AsyncClient(transport=AiohttpTransport()) as client:
+        transport: httpx.AsyncBaseTransport | None = None
+        if transport_name == "aiohttp":
+            from httpx_aiohttp import AiohttpTransport
+
+            transport = AiohttpTransport()
+        async with httpx.AsyncClient(transport=transport) as client:
             samples = []
             for round_ in range(rounds + 20):
                 started = time.perf_counter()
@@ -126,8 +129,8 @@ def bare_probe(spec: str, rounds: int) -> None:
 
 
 def main() -> None:
-    if len(sys.argv) == 4 and sys.argv[1] == "--bare-probe":
-        bare_probe(sys.argv[2], int(sys.argv[3]))
+    if len(sys.argv) == 5 and sys.argv[1] == "--bare-probe":
+        bare_probe(sys.argv[2], int(sys.argv[3]), sys.argv[4])
         return
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=200)
@@ -226,7 +229,14 @@ def main() -> None:
         ]
         bare = float(
             subprocess.run(
-                [sys.executable, __file__, "--bare-probe", json.dumps(probe), str(args.requests)],
+                [
+                    sys.executable,
+                    __file__,
+                    "--bare-probe",
+                    json.dumps(probe),
+                    str(args.requests),
+                    args.transport,
+                ],
                 preexec_fn=(lambda: os.sched_setaffinity(0, gateway_cpus))
                 if gateway_cpus
                 else None,
@@ -257,8 +267,8 @@ def main() -> None:
     )
     print(f"p50 overhead over the slowest upstream: {p50 - args.latency_ms:.1f} ms")
     print(
-        f"floor: a bare client sending the same {len(probe)} upstream requests concurrently "
-        f"(on the gateway's CPU): p50 {bare:.1f} ms; the gateway adds {p50 - bare:.1f} ms"
+        f"floor: a bare client ({args.transport}) sending the same {len(probe)} upstream "
+        f"requests concurrently (on the gateway's CPU): p50 {bare:.1f} ms; the gateway adds {p50 - bare:.1f} ms"
     )
     print(f"upstream requests per page: {per_page:.2f} (upstream sources: 3)")
     print("PASS" if p50 <= target and per_page <= 3 else "MISS")

@@ -46,6 +46,7 @@ async def run(url: str, clients: int, seconds: float) -> dict[str, object]:
     latencies: list[float] = []
     partial = 0
     transport_errors = 0
+    error_kinds: collections.Counter[str] = collections.Counter()
     reasons: collections.Counter[str] = collections.Counter()
     deadline = time.monotonic() + seconds
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
@@ -59,8 +60,9 @@ async def run(url: str, clients: int, seconds: float) -> dict[str, object]:
                 started = time.perf_counter()
                 try:
                     response = await client.post(f"{url}/graphql", json={"query": QUERY})
-                except httpx.TransportError:
+                except httpx.TransportError as exc:
                     transport_errors += 1
+                    error_kinds[f"{type(exc).__name__}: {exc}"[:120]] += 1
                     continue
                 latencies.append((time.perf_counter() - started) * 1000)
                 statuses[response.status_code] += 1
@@ -77,6 +79,7 @@ async def run(url: str, clients: int, seconds: float) -> dict[str, object]:
         "rps": total / seconds,
         "statuses": dict(statuses),
         "transport_errors": transport_errors,
+        "error_kinds": dict(error_kinds),
         "partial_share": partial / total if total else 0.0,
         "reasons": dict(reasons),
         "p50": statistics.median(latencies) if latencies else float("nan"),
@@ -144,6 +147,8 @@ def main() -> None:
                 f"pages with a failed source {result['partial_share']:.1%} {result['reasons']}, "
                 f"p50 {result['p50']:.1f} ms, p99 {result['p99']:.1f} ms, RSS after {after[-1]:.1f} MB"
             )
+            if result["error_kinds"]:
+                print(f"  transport errors: {result['error_kinds']}")
             assert not any(code >= 500 for code in result["statuses"]), "an HTTP 5xx"  # type: ignore[attr-defined]
         growth = (after[-1] - after[0]) / after[0]
         print(

@@ -51,6 +51,7 @@ def _run(config: Config) -> None:
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=10,
+        timeout_keep_alive=config.server.keep_alive_s,
         lifespan="on",
     )
 

@@ -40,6 +40,10 @@ class ServerConfig:
     graphiql: bool = True
     introspection: bool = True
     cors_origins: tuple[str, ...] = ()
+    # How long an idle client connection is kept open. Longer than the idle timeouts of
+    # the clients and load balancers in front (httpx 5 s, AWS ALB 60 s), so that the
+    # gateway is never the side that closes a connection a client is about to reuse.
+    keep_alive_s: int = 75
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +96,7 @@ class Config:
 
 
 _SECTION_KEYS: dict[str, set[str]] = {
-    "server": {"host", "port", "graphiql", "introspection", "cors_origins"},
+    "server": {"host", "port", "graphiql", "introspection", "cors_origins", "keep_alive_s"},
     "store": {"url", "key_file", "touch_interval_s"},
     "limits": {"max_aliases", "max_depth", "max_cost", "rate_per_s", "burst"},
 }
@@ -253,6 +257,7 @@ def _from_file(path: Path, env: Mapping[str, str]) -> Config:
         graphiql=_typed(server_raw, "graphiql", bool, True, loc, "server"),
         introspection=_typed(server_raw, "introspection", bool, True, loc, "server"),
         cors_origins=tuple(_typed(server_raw, "cors_origins", list, [], loc, "server")),
+        keep_alive_s=_keep_alive(server_raw, loc),
     )
     url = _typed(store_raw, "url", str, DEFAULT_STORE_URL, loc, "store")
     _check_store_url(url, loc.where("store", "url"))
@@ -316,6 +321,16 @@ def _typed(
         names = " or ".join(k.__name__ for k in kinds)
         raise ConfigError(f"{loc.where(section, key, index)}: {key} must be a {names}")
     return value
+
+
+def _keep_alive(table: Mapping[str, Any], loc: _Locator) -> int:
+    value = _typed(table, "keep_alive_s", int, 75, loc, "server")
+    if isinstance(value, bool) or not 1 <= value <= 3600:
+        raise ConfigError(
+            f"{loc.where('server', 'keep_alive_s')}: keep_alive_s must be whole seconds "
+            "between 1 and 3600"
+        )
+    return int(value)
 
 
 def _positive(table: Mapping[str, Any], key: str, default: int, loc: _Locator) -> int:

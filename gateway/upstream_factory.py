@@ -82,10 +82,13 @@ def http_client(max_connections: int = 100) -> httpx.AsyncClient:
     """The shared upstream client: pooled, no base URL and no auth (adapters add their own).
 
     httpx's API over aiohttp's transport by default (about 1.5 ms less per four-source page
-    than httpx's own transport: benchmarks/fanout.py, README); ``TOKENGATE_HTTP_TRANSPORT=
-    httpx`` selects httpx's own transport instead.
+    than httpx's own: benchmarks/fanout.py, README); ``TOKENGATE_HTTP_TRANSPORT=httpx``
+    selects httpx's own transport. Idle upstream connections are dropped after 4 s, before
+    the 5 s keep-alive of common servers (uvicorn, Node) can close one under a new request.
     """
-    limits = httpx.Limits(max_connections=max_connections, max_keepalive_connections=50)
+    limits = httpx.Limits(
+        max_connections=max_connections, max_keepalive_connections=50, keepalive_expiry=4.0
+    )
     transport: httpx.AsyncBaseTransport | None = None
     if os.environ.get(TRANSPORT_ENV, "aiohttp") in {"aiohttp", ""}:
         from httpx_aiohttp import AiohttpTransport

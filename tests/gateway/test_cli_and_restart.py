@@ -143,3 +143,42 @@ def test_too_short_bootstrap_token_stops_serve(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert "at least 16 characters" in result.stderr
     assert "short" not in result.stderr.replace("at least", "")
+
+
+def test_serve_keeps_an_idle_connection_past_common_client_timeouts(tmp_path: Path) -> None:
+    """A client (or load balancer) reusing a connection idle for 6 s finds it open: the
+    gateway must not be the side that closes it (uvicorn's default is 5 s, which raced
+    httpx's own 5 s idle expiry and reset requests under load)."""
+    import socket
+    import time
+
+    from upstreams.loopback import free_port
+
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli", "serve", "--port", str(port)],
+        cwd=tmp_path,
+        env={**os.environ, "TOKENGATE_BOOTSTRAP_TOKEN": "keep-alive-test-token-0123456789"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "tokengate serve did not come up"
+            time.sleep(0.2)
+        request = f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+            conn.sendall(request)
+            assert conn.recv(4096).startswith(b"HTTP/1.1 200")
+            time.sleep(6)
+            conn.sendall(request)
+            assert conn.recv(4096).startswith(b"HTTP/1.1 200"), "the idle connection was closed"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

@@ -51,6 +51,12 @@ def test_good_config(tmp_path: Path) -> None:
     assert amper.credentials == {"token": "amper-secret-value"}
     assert fleet.application_ids == ("575ec8687ae143cd83dc4a97",) and fleet.timeout_s == 3.0
     assert "amper-secret-value" not in repr(config)
+    # Longer than clients' and load balancers' idle timeouts (httpx 5 s, ALB 60 s).
+    assert config.server.keep_alive_s == 75
+    custom = load(
+        write(tmp_path, GOOD.replace("port = 9000", "port = 9000\nkeep_alive_s = 120")), environ=ENV
+    )
+    assert custom.server.keep_alive_s == 120
 
 
 def test_precedence_flags_over_env_over_file(tmp_path: Path) -> None:
@@ -97,6 +103,14 @@ def test_precedence_flags_over_env_over_file(tmp_path: Path) -> None:
             r"tokengate.toml:17: source key 'amper' is used twice",
         ),
         (lambda t: t + "\n[extra]\n", r"tokengate.toml:24: unknown section \[extra\]"),
+        (
+            lambda t: t.replace("port = 9000", "port = 9000\nkeep_alive_s = 0"),
+            r"tokengate.toml:5: keep_alive_s must be whole seconds",
+        ),
+        (
+            lambda t: t.replace("port = 9000", "port = 9000\nkeep_alive_s = 7.5"),
+            r"tokengate.toml:5: keep_alive_s must be a int",
+        ),
         (lambda t: t + "\nnot toml = = =\n", r"not valid TOML"),
         (
             lambda t: t.replace('"575ec8687ae143cd83dc4a97"', '"../../etc"'),
