@@ -35,6 +35,8 @@ from upstreams.store import SecretHasher, StoreSource, create_engine, load_key, 
 log = logging.getLogger("tokengate.app")
 access = logging.getLogger("tokengate.access")
 BOOTSTRAP_ENV = "TOKENGATE_BOOTSTRAP_TOKEN"
+# Set by `tokengate serve --workers N` for its worker processes (not for users).
+WORKER_LOG_LEVEL_ENV = "TOKENGATE_WORKER_LOG_LEVEL"
 
 
 @dataclass
@@ -90,6 +92,28 @@ async def open_store(config: Config) -> StoreSource:
     await migrate(engine)
     hasher = SecretHasher(load_key(config.store.key_file))
     return StoreSource(engine, hasher, touch_interval_s=config.store.touch_interval_s)
+
+
+async def prepare_store(config: Config) -> None:
+    """Migrations, server key and bootstrap token, once, before worker processes start
+    (each worker's own start then finds them done instead of racing to do them)."""
+    store = await open_store(config)
+    try:
+        bootstrap = os.environ.get(BOOTSTRAP_ENV)
+        if bootstrap:
+            await store.ensure_bootstrap(bootstrap)
+    finally:
+        await store.aclose()
+
+
+def worker_app() -> Starlette:
+    """What each process of `tokengate serve --workers N` serves (uvicorn's app factory):
+    the config from the environment the parent set up (TOKENGATE_CONFIG, _HOST, _PORT)."""
+    from gateway import config as config_module
+    from gateway import logs
+
+    logs.setup(os.environ.get(WORKER_LOG_LEVEL_ENV, "INFO"))
+    return create_app(config_module.load(None), freeze_heap=True)
 
 
 def source_types(service: TokenService) -> dict[str, SourceType]:

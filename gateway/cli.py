@@ -29,9 +29,56 @@ def _serve(args: argparse.Namespace) -> int:
     logs.setup(args.log_level.upper())
     config = _load(args)
     if args.demo:
+        if args.workers != 1:
+            print("tokengate: --demo serves from one process: drop --workers", file=sys.stderr)
+            return EXIT_CONFIG
         return _serve_demo(config)
+    if args.workers > 1:
+        return _run_workers(args, config)
     _run(config)
     return 0
+
+
+def _run_workers(args: argparse.Namespace, config: Config) -> int:
+    """N processes on one socket (uvicorn's supervisor restarts a worker that dies). The
+    store is prepared once here; the workers load the same config from the environment."""
+    import os
+
+    import uvicorn
+
+    from gateway.app import WORKER_LOG_LEVEL_ENV, prepare_store
+
+    asyncio.run(prepare_store(config))
+    if args.config:
+        os.environ[config_module.CONFIG_ENV] = str(Path(args.config).resolve())
+    os.environ["TOKENGATE_HOST"] = config.server.host
+    os.environ["TOKENGATE_PORT"] = str(config.server.port)
+    os.environ[WORKER_LOG_LEVEL_ENV] = args.log_level.upper()
+    print(
+        f"tokengate: serving GraphQL on http://{config.server.host}:{config.server.port}/graphql"
+        f" with {args.workers} worker processes",
+        file=sys.stderr,
+    )
+    uvicorn.run(
+        "gateway.app:worker_app",
+        factory=True,
+        workers=args.workers,
+        host=config.server.host,
+        port=config.server.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+        timeout_keep_alive=config.server.keep_alive_s,
+        lifespan="on",
+    )
+    return 0
+
+
+def _workers(value: str) -> int:
+    number = int(value)
+    if not 1 <= number <= 64:
+        raise argparse.ArgumentTypeError("--workers must be between 1 and 64")
+    return number
 
 
 def _run(config: Config) -> None:
@@ -226,6 +273,12 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.add_argument(
+        "--workers",
+        type=_workers,
+        default=1,
+        help="worker processes on one socket (1..64; rate limits and the 2 s auth cache are per process)",
+    )
     serve.add_argument(
         "--demo",
         action="store_true",

@@ -182,3 +182,64 @@ def test_serve_keeps_an_idle_connection_past_common_client_timeouts(tmp_path: Pa
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_serve_with_worker_processes(tmp_path: Path) -> None:
+    """`serve --workers 2`: the store prepared once, both workers up on one socket and
+    answering with the same data."""
+    import time
+
+    from upstreams.loopback import free_port
+
+    secret = "workers-test-token-0123456789"
+    config_file = tmp_path / "tg.toml"
+    config_file.write_text('[store]\nurl = "sqlite:///tg.db"\n')
+    port = free_port()
+    log = (tmp_path / "serve.log").open("w+")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "serve",
+            "--config",
+            str(config_file),
+            "--port",
+            str(port),
+            "--workers",
+            "2",
+        ],
+        cwd=tmp_path,
+        env={**os.environ, "TOKENGATE_BOOTSTRAP_TOKEN": secret},
+        stdout=log,
+        stderr=log,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            log.seek(0)
+            if log.read().count("tokengate ready") == 2:
+                break
+            assert process.poll() is None, "serve --workers exited"
+            assert time.monotonic() < deadline, "the workers did not come up"
+            time.sleep(0.2)
+        for _ in range(20):
+            response = query(url, secret, "{ tokens { totalCount } }")
+            assert response.status_code == 200, response.text
+            assert response.json() == {"data": {"tokens": {"totalCount": 1}}}
+        assert (tmp_path / "tg.db").exists() and (tmp_path / "tokengate.key").exists()
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    log.seek(0)
+    text = log.read()
+    assert "Traceback" not in text, text[-2000:]
+    assert secret not in text
+
+
+def test_workers_are_refused_with_demo_and_out_of_range(tmp_path: Path) -> None:
+    demo = cli("serve", "--demo", "--workers", "2", cwd=tmp_path)
+    assert demo.returncode == 2 and "drop --workers" in demo.stderr
+    zero = cli("serve", "--workers", "0", cwd=tmp_path)
+    assert zero.returncode != 0 and "--workers must be between 1 and 64" in zero.stderr
