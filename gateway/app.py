@@ -99,11 +99,15 @@ async def prepare_store(config: Config) -> None:
     (each worker's own start then finds them done instead of racing to do them)."""
     store = await open_store(config)
     try:
-        bootstrap = os.environ.get(BOOTSTRAP_ENV)
-        if bootstrap:
-            await store.ensure_bootstrap(bootstrap)
+        await _ensure_bootstrap(store)
     finally:
         await store.aclose()
+
+
+async def _ensure_bootstrap(store: StoreSource) -> None:
+    bootstrap = os.environ.get(BOOTSTRAP_ENV)
+    if bootstrap:
+        await store.ensure_bootstrap(bootstrap)
 
 
 def worker_app() -> Starlette:
@@ -165,9 +169,7 @@ def create_app(config: Config, *, freeze_heap: bool = False) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         store = await open_store(config)
-        bootstrap = os.environ.get(BOOTSTRAP_ENV)
-        if bootstrap:
-            await store.ensure_bootstrap(bootstrap)
+        await _ensure_bootstrap(store)
         client = http_client()
         upstreams = build_upstreams(config.sources, client)
         service = TokenService(

@@ -8,6 +8,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from gateway import config as config_module
 from gateway.config import Config, ConfigError
@@ -54,24 +55,29 @@ def _run_workers(args: argparse.Namespace, config: Config) -> int:
     os.environ["TOKENGATE_HOST"] = config.server.host
     os.environ["TOKENGATE_PORT"] = str(config.server.port)
     os.environ[WORKER_LOG_LEVEL_ENV] = args.log_level.upper()
-    print(
-        f"tokengate: serving GraphQL on http://{config.server.host}:{config.server.port}/graphql"
-        f" with {args.workers} worker processes",
-        file=sys.stderr,
-    )
+    _announce(config, f" with {args.workers} worker processes")
     uvicorn.run(
-        "gateway.app:worker_app",
-        factory=True,
-        workers=args.workers,
-        host=config.server.host,
-        port=config.server.port,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=10,
-        timeout_keep_alive=config.server.keep_alive_s,
-        lifespan="on",
+        "gateway.app:worker_app", factory=True, workers=args.workers, **_server_options(config)
     )
     return 0
+
+
+def _server_options(config: Config) -> dict[str, Any]:
+    """uvicorn's settings, the same for one process and for workers."""
+    return {
+        "host": config.server.host,
+        "port": config.server.port,
+        "log_config": None,
+        "access_log": False,
+        "timeout_graceful_shutdown": 10,
+        "timeout_keep_alive": config.server.keep_alive_s,
+        "lifespan": "on",
+    }
+
+
+def _announce(config: Config, detail: str = "") -> None:
+    url = f"http://{config.server.host}:{config.server.port}/graphql"
+    print(f"tokengate: serving GraphQL on {url}{detail}", file=sys.stderr)
 
 
 def _workers(value: str) -> int:
@@ -87,20 +93,8 @@ def _run(config: Config) -> None:
     from gateway.app import create_app
 
     app = create_app(config, freeze_heap=True)
-    print(
-        f"tokengate: serving GraphQL on http://{config.server.host}:{config.server.port}/graphql",
-        file=sys.stderr,
-    )
-    uvicorn.run(
-        app,
-        host=config.server.host,
-        port=config.server.port,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=10,
-        timeout_keep_alive=config.server.keep_alive_s,
-        lifespan="on",
-    )
+    _announce(config)
+    uvicorn.run(app, **_server_options(config))
 
 
 DEMO_TOKENS = [
