@@ -7,6 +7,8 @@ import asyncio
 import logging
 import os
 import secrets
+import subprocess
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -149,6 +151,26 @@ class Gateway:
 
 # Tests hammer one token; rate limiting has its own tests with tight settings.
 UNLIMITED = LimitsConfig(rate_per_s=1e6, burst=1_000_000)
+
+
+def wait_until_up(
+    url: str,
+    process: subprocess.Popen[Any] | None = None,
+    *,
+    path: str = "/readyz",
+    timeout_s: float = 30.0,
+) -> None:
+    """Poll ``url + path`` until it answers 200; fail if ``process`` exits or time runs out."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if httpx.get(f"{url}{path}", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert process is None or process.poll() is None, "the gateway exited during start-up"
+        assert time.monotonic() < deadline, f"{url}{path} did not answer 200 in {timeout_s:g} s"
+        time.sleep(0.1)
 
 
 def gateway_config(tmp_path: Path, store_url: str | None = None, **kwargs: Any) -> Config:

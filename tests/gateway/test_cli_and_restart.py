@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 
 from gateway.app import create_app
-from tests.conftest import gateway_config
+from tests.conftest import gateway_config, wait_until_up
 from upstreams.loopback import serve_in_thread
 
 
@@ -163,15 +163,7 @@ def test_serve_keeps_an_idle_connection_past_common_client_timeouts(tmp_path: Pa
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "tokengate serve did not come up"
-            time.sleep(0.2)
+        wait_until_up(f"http://127.0.0.1:{port}", process, path="/healthz", timeout_s=60)
         request = f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
         with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
             conn.sendall(request)

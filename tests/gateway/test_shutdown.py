@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 
 from gateway.demo import simulators
-from tests.conftest import BOOTSTRAP
+from tests.conftest import BOOTSTRAP, wait_until_up
 from upstreams.loopback import free_port
 from upstreams.oauth.simulator import WALK_USER
 
@@ -51,15 +51,7 @@ base_url = "{sim.url}"\nclient_id_env = "SIM_ID"\nclient_secret_env = "SIM_SECRE
         )
         url = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline
-                time.sleep(0.1)
+            wait_until_up(url)
             results: list[httpx.Response] = []
 
             def slow_request() -> None:

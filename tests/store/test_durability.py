@@ -19,7 +19,7 @@ import pytest
 import sqlalchemy as sa
 
 from gateway.app import create_app
-from tests.conftest import BOOTSTRAP, gateway_config
+from tests.conftest import BOOTSTRAP, gateway_config, wait_until_up
 from upstreams.loopback import free_port, serve_in_thread
 
 CREATE = """mutation($name: String!) { createToken(input: {source: "internal", name: $name}) {
@@ -94,16 +94,7 @@ def gateway_process(
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None, "the gateway exited during start-up"
-            assert time.monotonic() < deadline, "the gateway did not become ready"
-            time.sleep(0.1)
+        wait_until_up(f"http://127.0.0.1:{port}", process)
         yield process
     finally:
         if process.poll() is None:
