@@ -11,6 +11,7 @@ from strawberry.federation.schema import FederationAny
 from strawberry.types import ExecutionContext, Info
 
 from schema.errors import log_unexpected
+from schema.execution import PlainFieldExecutor
 from schema.limits import Limits, limits_extension
 from schema.mutation import Mutation
 from schema.query import Query
@@ -71,4 +72,5 @@ def build_schema(limits: Limits | None = None, *, introspection: bool = True) ->
         mutation=Mutation,
         types=[TokenType, SourceType],
         extensions=extensions,
+        execution_context_class=PlainFieldExecutor,
     )
