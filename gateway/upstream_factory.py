@@ -78,6 +78,34 @@ def build_adapters(configs: Sequence[SourceConfig], client: httpx.AsyncClient) -
 TRANSPORT_ENV = "TOKENGATE_HTTP_TRANSPORT"
 
 
+class _NoCookies(httpx.Cookies):
+    """A jar that never takes a cookie from an answer nor adds one to a request."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        return None
+
+    def set_cookie_header(self, request: httpx.Request) -> None:
+        return None
+
+    def set(self, name: str, value: str, domain: str = "", path: str = "/") -> None:
+        raise TypeError("the upstream client keeps no cookies")
+
+
+class CookielessClient(httpx.AsyncClient):
+    """``httpx.AsyncClient`` whose jar stays empty (see ``http_client``)."""
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        return _NO_COOKIES
+
+    @cookies.setter
+    def cookies(self, cookies: object) -> None:
+        return None
+
+
+_NO_COOKIES = _NoCookies()
+
+
 def http_client(max_connections: int = 100) -> httpx.AsyncClient:
     """The shared upstream client: pooled, no base URL and no auth (adapters add their own).
 
@@ -85,16 +113,30 @@ def http_client(max_connections: int = 100) -> httpx.AsyncClient:
     than httpx's own: benchmarks/fanout.py, README); ``TOKENGATE_HTTP_TRANSPORT=httpx``
     selects httpx's own transport. Idle upstream connections are dropped after 4 s, before
     the 5 s keep-alive of common servers (uvicorn, Node) can close one under a new request.
+
+    No cookies, on either layer: the client is shared by every caller and every source, so
+    a ``Set-Cookie`` from one upstream answer must not ride along on later requests made
+    for someone else (httpx and aiohttp both keep a jar by default).
     """
     limits = httpx.Limits(
         max_connections=max_connections, max_keepalive_connections=50, keepalive_expiry=4.0
     )
     transport: httpx.AsyncBaseTransport | None = None
     if os.environ.get(TRANSPORT_ENV, "aiohttp") in {"aiohttp", ""}:
+        import aiohttp
         from httpx_aiohttp import AiohttpTransport
 
-        transport = AiohttpTransport(limits=limits)
-    return httpx.AsyncClient(
+        def session() -> aiohttp.ClientSession:
+            # What AiohttpTransport would build itself, with aiohttp's no-op cookie jar.
+            connector = aiohttp.TCPConnector(
+                limit=max_connections,
+                keepalive_timeout=limits.keepalive_expiry,
+                ssl=httpx.create_ssl_context(trust_env=False),
+            )
+            return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
+
+        transport = AiohttpTransport(limits=limits, client=session)
+    return CookielessClient(
         transport=transport,
         limits=limits,
         timeout=httpx.Timeout(10.0, connect=5.0),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from functools import lru_cache
 
 import httpx
 import orjson
@@ -65,8 +66,7 @@ class UpstreamHttp:
         try:
             response = await self._client.request(
                 method,
-                url,
-                params=params,
+                request_url(url, None if params is None else tuple(params.items())),
                 content=content,
                 json=json,
                 headers={**self._headers, **headers} if headers else self._headers,
@@ -119,6 +119,18 @@ class UpstreamHttp:
         )
 
 
+@lru_cache(maxsize=2048)
+def request_url(url: str, params: tuple[tuple[str, str], ...] | None) -> httpx.URL:
+    """``url`` with ``params`` as its query, exactly as httpx would send it (httpx replaces
+    a query already in ``url`` with ``params``).
+
+    Memoised (URLs are immutable): parsing and encoding a URL with its query costs httpx
+    ~35 µs a request, paid before the request leaves; listing the same page again (first
+    pages, the fan-out's every page) then costs nothing.
+    """
+    return httpx.URL(url) if params is None else httpx.URL(url, params=dict(params))
+
+
 def retry_after_seconds(value: str | None) -> float | None:
     """Seconds from a ``Retry-After`` header (delta-seconds or HTTP-date), None if unusable."""
     if value is None:
@@ -135,4 +147,4 @@ def retry_after_seconds(value: str | None) -> float | None:
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
-__all__ = ["UpstreamHttp", "retry_after_seconds"]
+__all__ = ["UpstreamHttp", "request_url", "retry_after_seconds"]

@@ -156,3 +156,26 @@ async def test_every_adapter_reports_a_refused_credential_alike(provider: str, s
     assert caught.value.code == "UPSTREAM_UNAUTHORIZED"
     assert str(caught.value).endswith(f"refused the gateway's {credential} (HTTP {status})")
     assert SECRET not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "params"),
+    [
+        (f"{BASE}/v1/access_tokens", {"offset": "0", "length": "21", "sort": "-date_create"}),
+        (f"{BASE}/applications/{APP}/tokens", {"filter": "ci *bot?[a-z] é&=+", "page": "0"}),
+        (f"{BASE}/v1/access_tokens?offset=20&length=20", {"length": "50"}),  # links.next
+        (f"{BASE}/oauth/api/v1/users/a%2Fb%20c/tokens", None),
+    ],
+)
+async def test_request_url_is_what_httpx_sends(url: str, params: dict[str, str] | None) -> None:
+    sent: list[str] = []
+
+    def record(request: httpx.Request) -> httpx.Response:
+        sent.append(str(request.url))
+        return httpx.Response(200, content=b"{}")
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(record)) as client:
+        await client.get(url, params=params)
+        await edge(record).send("GET", url, params=params)
+        await edge(record).send("GET", url, params=params)  # the memoised URL
+    assert sent[1] == sent[0] and sent[2] == sent[0]
