@@ -18,10 +18,13 @@ always take the general path.
 
 from __future__ import annotations
 
+import enum
 import weakref
+from collections.abc import Awaitable, Callable
 from typing import Any, NamedTuple
 
 from graphql import (
+    GraphQLEnumType,
     GraphQLField,
     GraphQLLeafType,
     GraphQLList,
@@ -30,7 +33,7 @@ from graphql import (
     GraphQLOutputType,
     is_leaf_type,
 )
-from graphql.execution.collect_fields import FieldDetailsList
+from graphql.execution.collect_fields import GroupedFieldSet
 from graphql.pyutils import Path, Undefined
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
@@ -38,10 +41,10 @@ STRAWBERRY_DEFINITION = "strawberry-definition"
 
 
 class _LeafRead(NamedTuple):
-    """How to read one plain scalar field: attribute, leaf type, and nullability."""
+    """How to read one plain scalar field: attribute, coercion, and nullability."""
 
     attribute: str
-    leaf: GraphQLLeafType
+    coerce: Callable[[Any], Any]
     non_null: bool
     is_list: bool
     item_non_null: bool
@@ -77,7 +80,28 @@ def _leaf_read(field: GraphQLField) -> _LeafRead | None:
             kind = kind.of_type  # type: ignore[union-attr]
     if not is_leaf_type(kind):
         return None
-    return _LeafRead(attribute, kind, non_null, is_list, item_non_null)
+    return _LeafRead(attribute, _coercion(kind), non_null, is_list, item_non_null)
+
+
+def _coercion(leaf: GraphQLLeafType) -> Callable[[Any], Any]:
+    """The leaf's output coercion; for a Strawberry enum, a lookup of its members' names.
+
+    Strawberry's enum coercion scans every value of the enum for each member it returns
+    (``status``, ``provider``, ``owner.kind``: 60 a page); the names are computed once here
+    by that same coercion, and anything but an exact member still goes through it.
+    """
+    general = leaf.coerce_output_value
+    members = getattr(leaf, "wrapped_cls", None)
+    if not isinstance(leaf, GraphQLEnumType) or not (
+        isinstance(members, type) and issubclass(members, enum.Enum)
+    ):
+        return general
+    names = {member: general(member) for member in members}
+
+    def coerce(value: Any) -> Any:
+        return names[value] if type(value) is members else general(value)
+
+    return coerce
 
 
 def _plans_for(parent_type: GraphQLObjectType) -> dict[str, _LeafRead]:
@@ -96,7 +120,7 @@ def _coerce(plan: _LeafRead, value: Any) -> Any:
     """The completed value, or _NOT_FAST when graphql-core must decide (and report)."""
     if value is None:
         return _NOT_FAST if plan.non_null else None
-    coerce = plan.leaf.coerce_output_value
+    coerce = plan.coerce
     if plan.is_list:
         if type(value) is not list and type(value) is not tuple:
             return _NOT_FAST
@@ -126,26 +150,57 @@ class PlainFieldExecutor(StrawberryGraphQLCoreExecutionContext):
         self._direct = manager is None or not manager.middlewares
         self._plans_seen: dict[GraphQLObjectType, dict[str, _LeafRead]] = {}
 
-    def execute_field(
+    def execute_fields(
         self,
         parent_type: GraphQLObjectType,
-        source: Any,
-        field_details_list: FieldDetailsList,
-        path: Path,
+        source_value: Any,
+        path: Path | None,
+        grouped_field_set: GroupedFieldSet,
         position_context: Any,
     ) -> Any:
-        if self._direct:
-            plans = self._plans_seen.get(parent_type)
-            if plans is None:
-                plans = self._plans_seen[parent_type] = _plans_for(parent_type)
+        plans = self._plans_seen.get(parent_type)
+        if plans is None:
+            plans = self._plans_seen[parent_type] = _plans_for(parent_type) if self._direct else {}
+        if not plans:
+            return super().execute_fields(
+                parent_type, source_value, path, grouped_field_set, position_context
+            )
+        read: dict[str, Any] = {}
+        rest: GroupedFieldSet = {}
+        for response_name, field_details_list in grouped_field_set.items():
             plan = plans.get(field_details_list[0].node.name.value)
             if plan is not None:
                 try:
-                    completed = _coerce(plan, getattr(source, plan.attribute))
+                    completed = _coerce(plan, getattr(source_value, plan.attribute))
                 except Exception:  # graphql-core's own path reports it, located
                     completed = _NOT_FAST
                 if completed is not _NOT_FAST:
-                    return completed
-        return super().execute_field(
-            parent_type, source, field_details_list, path, position_context
-        )
+                    read[response_name] = completed
+                    continue
+            rest[response_name] = field_details_list
+        if not rest:
+            return read
+        # Everything else (objects, resolvers, anything to report) the general way; its
+        # answer may be awaitable, and the response keeps the query's field order.
+        others = super().execute_fields(parent_type, source_value, path, rest, position_context)
+        if isinstance(others, dict):
+            return _in_order(grouped_field_set, read, others)
+        return _in_order_later(grouped_field_set, read, others)
+
+
+def _in_order(
+    grouped_field_set: GroupedFieldSet, read: dict[str, Any], others: dict[str, Any]
+) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    for response_name in grouped_field_set:
+        if response_name in read:
+            results[response_name] = read[response_name]
+        elif response_name in others:  # absent: a field graphql-core skipped (Undefined)
+            results[response_name] = others[response_name]
+    return results
+
+
+async def _in_order_later(
+    grouped_field_set: GroupedFieldSet, read: dict[str, Any], others: Awaitable[dict[str, Any]]
+) -> dict[str, Any]:
+    return _in_order(grouped_field_set, read, await others)

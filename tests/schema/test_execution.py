@@ -114,6 +114,7 @@ def test_good_values_match_and_take_the_direct_path(monkeypatch: pytest.MonkeyPa
         {"number": "not a number"},  # a value the scalar refuses
         {"number": 2**40},  # out of Int's range
         {"colour": "purple"},  # not an enum value
+        {"colour": "red"},  # an enum's raw value, not its member
         {"tags": ["ok", None]},  # null item where items are non-null
         {"tags": "not a list"},  # a string where a list is due
         {"tags": None},  # null list, non-null field
