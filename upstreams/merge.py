@@ -30,7 +30,7 @@ from upstreams.model import (
     Token,
     TokenOrder,
 )
-from upstreams.ordering import order_tuple, sort_key
+from upstreams.ordering import order_tuple, sort_value
 
 CURSOR_VERSION = 1
 MAX_CURSOR_LENGTH = 4096
@@ -49,12 +49,27 @@ class Cursor:
 
 def encode_cursor(cursor: Cursor) -> str:
     """Opaque, URL-safe, versioned text for ``cursor``."""
+    key = cursor.key
+    return _cursor_text(
+        cursor.order, key.value, key.source, key.local_id, cursor.backward, cursor.positions
+    )
+
+
+def _cursor_text(
+    order: TokenOrder,
+    value: SortValue,
+    source: str,
+    local_id: str,
+    backward: bool,
+    positions: Mapping[str, str],
+) -> str:
+    """``encode_cursor`` from its parts: a page's cursors are made without Cursor objects."""
     payload = {
         "v": CURSOR_VERSION,
-        "o": [cursor.order.field.value, cursor.order.direction.value],
-        "k": [_encode_value(cursor.key.value), cursor.key.source, cursor.key.local_id],
-        "b": int(cursor.backward),
-        "p": dict(cursor.positions),
+        "o": [order.field.value, order.direction.value],
+        "k": [_encode_value(value), source, local_id],
+        "b": int(backward),
+        "p": positions,
     }
     raw = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
     return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
@@ -186,13 +201,10 @@ def merge_pages(
             positions[src] = item.position
         else:
             positions.pop(src, None)
-        token_cursor = Cursor(
-            order=order,
-            key=sort_key(item.token, order.field),
-            backward=backward,
-            positions=dict(positions),
-        )
-        taken.append((item.token, encode_cursor(token_cursor)))
+        token = item.token
+        value = sort_value(token, order_field)
+        text = _cursor_text(order, value, token.source, token.local_id, backward, positions)
+        taken.append((token, text))
     more_in_walk = leftover or any(page.has_more for page in pages.values())
     if backward:
         taken.reverse()

@@ -118,7 +118,7 @@ def _normalise(
     raw: object, source: str, id_prefix: str, owner: Owner, now: datetime, index: int
 ) -> Token:
     """``normalise_token`` with the user's share precomputed (``local_id_for``'s prefix)."""
-    if not isinstance(raw, Mapping):
+    if type(raw) is not dict and not isinstance(raw, Mapping):  # dict first: JSON's, cheap
         raise SchemaViolation(f"token {index}: not a JSON object")
     token_id = _required_str(raw, "id", index)
     if not is_token_id(token_id):
