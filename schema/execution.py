@@ -1,19 +1,22 @@
-"""A graphql-core executor that reads plain scalar fields without the general machinery.
+"""A graphql-core executor that completes plain fields without the general machinery.
 
-A 20-token page resolves ~270 fields, ~200 of them scalars read straight off an
-attribute (``name``, ``status``, ``createdAt``...). For each, graphql-core builds a
-resolve-info object, checks for arguments, calls Strawberry's resolver wrapper (three
-calls deep, ending in ``getattr``) and completes the value through the non-null, list
-and leaf branches: ~3 µs a field, about a millisecond a page, spent after the upstream
-answers arrived, so all of it is page latency.
+A 20-token page resolves ~270 fields, nearly all of them read straight off an attribute
+(``name``, ``status``, ``edges``, ``node``, ``owner``...). For each, graphql-core builds
+a path and a resolve-info object, checks for arguments, calls Strawberry's resolver
+wrapper (three calls deep, ending in ``getattr``) and completes the value through its
+non-null, list, leaf and object branches: ~3 µs a field, about a millisecond a page,
+spent after the upstream answers arrived, so all of it is page latency.
 
-For a field Strawberry resolves by plain attribute access (no resolver, no extension,
-no arguments) whose type is a scalar or enum, or a list of them, this executor reads the
-attribute and coerces the value itself. Anything unusual — a null where the schema
-says non-null, a value the scalar refuses, an exception, a non-list where a list is due —
-goes back through graphql-core's own path, so errors, their paths and messages are
-exactly graphql-core's. Introspection fields, fields with resolvers and object fields
-always take the general path.
+A field is *plain* when Strawberry resolves it by attribute access alone (no resolver,
+no extension, no arguments) and its type is a scalar, an enum or an object type, or a
+list of them. This executor completes a plain field itself: it reads the attribute,
+coerces scalars, and for objects recurses into their selections, as long as every field
+met on the way is plain. Anything else — a field with a resolver, a null where the
+schema says non-null, a value a scalar refuses, an exception, a non-list where a list is
+due, ``@defer``/``@stream``, any directive left on an object field, middleware — sends
+that field back through graphql-core's own path from the start. Reading an attribute has
+no side effect, so doing it twice is harmless, and errors, their paths and messages are
+exactly graphql-core's.
 """
 
 from __future__ import annotations
@@ -33,30 +36,33 @@ from graphql import (
     GraphQLOutputType,
     is_leaf_type,
 )
-from graphql.execution.collect_fields import GroupedFieldSet
+from graphql.execution.collect_fields import FieldDetailsList, GroupedFieldSet
 from graphql.pyutils import Path, Undefined
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 STRAWBERRY_DEFINITION = "strawberry-definition"
+TYPENAME = "__typename"
 
 
-class _LeafRead(NamedTuple):
-    """How to read one plain scalar field: attribute, coercion, and nullability."""
+class _PlainRead(NamedTuple):
+    """How to complete one plain field: its attribute, and either a scalar coercion or
+    the object type to recurse into, with the nullability of the value and its items."""
 
     attribute: str
-    coerce: Callable[[Any], Any]
+    coerce: Callable[[Any], Any] | None  # scalars and enums
+    object_type: GraphQLObjectType | None  # objects
     non_null: bool
     is_list: bool
     item_non_null: bool
 
 
-_NOT_FAST = object()
-_plans: weakref.WeakKeyDictionary[GraphQLObjectType, dict[str, _LeafRead]] = (
+_NOT_FAST: Any = object()
+_plans: weakref.WeakKeyDictionary[GraphQLObjectType, dict[str, _PlainRead]] = (
     weakref.WeakKeyDictionary()
 )
 
 
-def _leaf_read(field: GraphQLField) -> _LeafRead | None:
+def _plain_read(field: GraphQLField) -> _PlainRead | None:
     """The plan for a field read by ``getattr`` alone, or None when it needs the general path."""
     if field.args or not getattr(field.resolve, "_is_default", False):
         return None
@@ -78,9 +84,11 @@ def _leaf_read(field: GraphQLField) -> _LeafRead | None:
         item_non_null = isinstance(kind, GraphQLNonNull)
         if item_non_null:
             kind = kind.of_type  # type: ignore[union-attr]
-    if not is_leaf_type(kind):
-        return None
-    return _LeafRead(attribute, _coercion(kind), non_null, is_list, item_non_null)
+    if is_leaf_type(kind):
+        return _PlainRead(attribute, _coercion(kind), None, non_null, is_list, item_non_null)
+    if isinstance(kind, GraphQLObjectType):
+        return _PlainRead(attribute, None, kind, non_null, is_list, item_non_null)
+    return None  # interfaces, unions, lists of lists
 
 
 def _coercion(leaf: GraphQLLeafType) -> Callable[[Any], Any]:
@@ -104,51 +112,38 @@ def _coercion(leaf: GraphQLLeafType) -> Callable[[Any], Any]:
     return coerce
 
 
-def _plans_for(parent_type: GraphQLObjectType) -> dict[str, _LeafRead]:
+def _plans_for(parent_type: GraphQLObjectType) -> dict[str, _PlainRead]:
     plans = _plans.get(parent_type)
     if plans is None:
         plans = {}
         for name, field in parent_type.fields.items():
-            plan = _leaf_read(field)
+            plan = _plain_read(field)
             if plan is not None:
                 plans[name] = plan
         _plans[parent_type] = plans
     return plans
 
 
-def _coerce(plan: _LeafRead, value: Any) -> Any:
-    """The completed value, or _NOT_FAST when graphql-core must decide (and report)."""
-    if value is None:
-        return _NOT_FAST if plan.non_null else None
-    coerce = plan.coerce
-    if plan.is_list:
-        if type(value) is not list and type(value) is not tuple:
-            return _NOT_FAST
-        items: list[Any] = []
-        for item in value:
-            if item is None:
-                if plan.item_non_null:
-                    return _NOT_FAST
-                items.append(None)
-                continue
-            coerced = coerce(item)
-            if coerced is None or coerced is Undefined:
-                return _NOT_FAST
-            items.append(coerced)
-        return items
+def _coerce(coerce: Callable[[Any], Any], value: Any) -> Any:
     coerced = coerce(value)
     return _NOT_FAST if coerced is None or coerced is Undefined else coerced
 
 
 class PlainFieldExecutor(StrawberryGraphQLCoreExecutionContext):
-    """Strawberry's executor, with plain scalar fields read directly (see the module doc)."""
+    """Strawberry's executor, with plain fields completed directly (see the module doc)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         manager = self.middleware_manager
         # Middleware must see every resolver call: with any, every field takes the general path.
         self._direct = manager is None or not manager.middlewares
-        self._plans_seen: dict[GraphQLObjectType, dict[str, _LeafRead]] = {}
+        self._plans_seen: dict[GraphQLObjectType, dict[str, _PlainRead]] = {}
+
+    def _plans(self, parent_type: GraphQLObjectType) -> dict[str, _PlainRead]:
+        plans = self._plans_seen.get(parent_type)
+        if plans is None:
+            plans = self._plans_seen[parent_type] = _plans_for(parent_type) if self._direct else {}
+        return plans
 
     def execute_fields(
         self,
@@ -158,9 +153,7 @@ class PlainFieldExecutor(StrawberryGraphQLCoreExecutionContext):
         grouped_field_set: GroupedFieldSet,
         position_context: Any,
     ) -> Any:
-        plans = self._plans_seen.get(parent_type)
-        if plans is None:
-            plans = self._plans_seen[parent_type] = _plans_for(parent_type) if self._direct else {}
+        plans = self._plans(parent_type)
         if not plans:
             return super().execute_fields(
                 parent_type, source_value, path, grouped_field_set, position_context
@@ -170,22 +163,83 @@ class PlainFieldExecutor(StrawberryGraphQLCoreExecutionContext):
         for response_name, field_details_list in grouped_field_set.items():
             plan = plans.get(field_details_list[0].node.name.value)
             if plan is not None:
-                try:
-                    completed = _coerce(plan, getattr(source_value, plan.attribute))
-                except Exception:  # graphql-core's own path reports it, located
-                    completed = _NOT_FAST
+                completed = self._complete(plan, field_details_list, source_value)
                 if completed is not _NOT_FAST:
                     read[response_name] = completed
                     continue
             rest[response_name] = field_details_list
         if not rest:
             return read
-        # Everything else (objects, resolvers, anything to report) the general way; its
-        # answer may be awaitable, and the response keeps the query's field order.
+        # Everything else (resolvers, anything to report) the general way; its answer may
+        # be awaitable, and the response keeps the query's field order.
         others = super().execute_fields(parent_type, source_value, path, rest, position_context)
         if isinstance(others, dict):
             return _in_order(grouped_field_set, read, others)
         return _in_order_later(grouped_field_set, read, others)
+
+    def _complete(self, plan: _PlainRead, field_details_list: FieldDetailsList, source: Any) -> Any:
+        """The completed value of a plain field of ``source``, or _NOT_FAST."""
+        try:
+            value = getattr(source, plan.attribute)
+            if value is None:
+                return _NOT_FAST if plan.non_null else None
+            coerce = plan.coerce
+            if not plan.is_list:
+                if coerce is not None:
+                    return _coerce(coerce, value)
+                return self._complete_object(plan, field_details_list, value)
+            if type(value) is not list and type(value) is not tuple:
+                return _NOT_FAST
+            items: list[Any] = []
+            for item in value:
+                if item is None:
+                    if plan.item_non_null:
+                        return _NOT_FAST
+                    items.append(None)
+                    continue
+                if coerce is not None:
+                    completed = _coerce(coerce, item)
+                else:
+                    completed = self._complete_object(plan, field_details_list, item)
+                if completed is _NOT_FAST:
+                    return _NOT_FAST
+                items.append(completed)
+            return items
+        except Exception:  # graphql-core's own path reports it, located
+            return _NOT_FAST
+
+    def _complete_object(
+        self, plan: _PlainRead, field_details_list: FieldDetailsList, value: Any
+    ) -> Any:
+        object_type = plan.object_type
+        assert object_type is not None
+        if any(details.node.directives for details in field_details_list):
+            return _NOT_FAST  # @stream and the like: graphql-core's business
+        # Strawberry's is_type_of ignores its info argument; anything but True is for
+        # graphql-core to judge (and report).
+        is_type_of: Callable[[Any, Any], Any] | None = object_type.is_type_of
+        if is_type_of is not None and is_type_of(value, None) is not True:
+            return _NOT_FAST
+        grouped_field_set, new_defer_usages, _forbidden = self.collect_subfields(
+            object_type, field_details_list
+        )
+        if new_defer_usages:
+            return _NOT_FAST
+        plans = self._plans(object_type)
+        results: dict[str, Any] = {}
+        for response_name, sub_details in grouped_field_set.items():
+            name = sub_details[0].node.name.value
+            sub_plan = plans.get(name)
+            if sub_plan is None:
+                if name == TYPENAME:  # Apollo Client asks for it in every selection
+                    results[response_name] = object_type.name
+                    continue
+                return _NOT_FAST
+            completed = self._complete(sub_plan, sub_details, value)
+            if completed is _NOT_FAST:
+                return _NOT_FAST
+            results[response_name] = completed
+        return results
 
 
 def _in_order(

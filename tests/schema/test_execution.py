@@ -10,7 +10,6 @@ import pytest
 import strawberry
 from strawberry.extensions import SchemaExtension
 
-from schema import execution
 from schema.execution import PlainFieldExecutor
 
 
@@ -20,10 +19,20 @@ class Colour(enum.Enum):
     BLUE = "blue"
 
 
+@strawberry.interface
+class Named:
+    label: str
+
+
 @strawberry.type
-class Inner:
+class Inner(Named):
     label: str
     count: int | None
+
+
+@strawberry.type
+class Leaf:
+    value: int
 
 
 @strawberry.type
@@ -36,10 +45,19 @@ class Thing:
     tags: list[str]
     loose_tags: list[str | None] | None
     inner: Inner | None
+    must: Inner
+    leaves: list[Leaf]
+    loose_leaves: list[Leaf | None] | None
+    named: Named | None
 
     @strawberry.field
     def shout(self, suffix: str = "!") -> str:
         return self.name.upper() + suffix
+
+
+@strawberry.type
+class Holder:
+    things: list[Thing]
 
 
 THINGS: list[Any] = []
@@ -51,11 +69,17 @@ class Query:
     def things(self) -> list[Thing]:
         return THINGS
 
+    @strawberry.field
+    def holder(self) -> Holder:
+        return Holder(things=THINGS)
 
-QUERY = (
-    '{ things { name maybe number colour when tags looseTags shout(suffix: "?") '
-    "inner { label count } __typename } }"
+
+FIELDS = (
+    'name maybe number colour when tags looseTags shout(suffix: "?") '
+    "inner { label count } must { label count __typename } leaves { value } "
+    "looseLeaves { value } named { label } __typename"
 )
+QUERY = f"{{ things {{ {FIELDS} }} holder {{ things {{ {FIELDS} }} }} }}"
 
 
 def _thing(**overrides: Any) -> Thing:
@@ -68,17 +92,28 @@ def _thing(**overrides: Any) -> Thing:
         "tags": ["x", "y"],
         "loose_tags": ["p", None],
         "inner": Inner(label="i", count=None),
+        "must": Inner(label="m", count=3),
+        "leaves": [Leaf(value=1), Leaf(value=2)],
+        "loose_leaves": [Leaf(value=3), None],
+        "named": Inner(label="n", count=0),
     }
     values.update(overrides)
     return Thing(**values)
 
 
-def _both(things: list[Any]) -> tuple[Any, Any]:
+class Lookalike:
+    """Has Inner's attributes without being an Inner: graphql-core must refuse it."""
+
+    label = "fake"
+    count = 1
+
+
+def _both(things: list[Any], query: str = QUERY) -> tuple[Any, Any]:
     """The same query through Strawberry's executor and through ours."""
     THINGS[:] = things
-    plain = strawberry.Schema(query=Query)
-    ours = strawberry.Schema(query=Query, execution_context_class=PlainFieldExecutor)
-    return plain.execute_sync(QUERY), ours.execute_sync(QUERY)
+    plain = strawberry.Schema(query=Query, types=[Inner])
+    ours = strawberry.Schema(query=Query, types=[Inner], execution_context_class=PlainFieldExecutor)
+    return plain.execute_sync(query), ours.execute_sync(query)
 
 
 def _errors(result: Any) -> list[tuple[str, list[Any] | None]]:
@@ -87,24 +122,29 @@ def _errors(result: Any) -> list[tuple[str, list[Any] | None]]:
 
 def test_good_values_match_and_take_the_direct_path(monkeypatch: pytest.MonkeyPatch) -> None:
     read: list[str] = []
-    original = execution._coerce
+    original = PlainFieldExecutor._complete
 
-    def counting(plan: Any, value: Any) -> Any:
+    def counting(self: PlainFieldExecutor, plan: Any, details: Any, source: Any) -> Any:
         read.append(plan.attribute)
-        return original(plan, value)
+        return original(self, plan, details, source)
 
-    monkeypatch.setattr(execution, "_coerce", counting)
-    things = [_thing(), _thing(name="b", maybe="m", colour=Colour.BLUE, when=None, tags=())]
+    monkeypatch.setattr(PlainFieldExecutor, "_complete", counting)
+    things = [
+        _thing(),
+        _thing(name="b", maybe="m", colour=Colour.BLUE, when=None, tags=(), leaves=[]),
+    ]
     expected, got = _both(things)
     assert got.errors is None and expected.errors is None
     assert got.data == expected.data
-    assert got.data["things"][0]["when"] == "2026-11-30T12:00:00+00:00"
+    first = got.data["things"][0]
+    assert first["when"] == "2026-11-30T12:00:00+00:00"
     assert got.data["things"][1]["colour"] == "BLUE"
-    # Scalars, enums and lists of them are read directly; resolvers and objects are not.
-    assert set(read) == {"name", "maybe", "number", "colour", "when", "tags", "loose_tags"} | {
-        "label",
-        "count",
-    }
+    assert first["must"] == {"label": "m", "count": 3, "__typename": "Inner"}
+    assert first["looseLeaves"] == [{"value": 3}, None]
+    # Scalars, enums, objects (__typename included) and lists of them are completed
+    # directly; resolvers (``shout``, ``things``) and interfaces (``named``) are not.
+    assert {"name", "tags", "loose_tags", "inner", "must", "label", "leaves", "things"} <= set(read)
+    assert "named" not in read
 
 
 @pytest.mark.parametrize(
@@ -120,6 +160,15 @@ def test_good_values_match_and_take_the_direct_path(monkeypatch: pytest.MonkeyPa
         {"tags": None},  # null list, non-null field
         {"loose_tags": [None, None]},  # nullable items: fine
         {"inner": Inner(label=None, count=None)},  # type: ignore[arg-type]  # nested non-null
+        {"must": None},  # null for a non-null object
+        {"must": Leaf(value=1)},  # the wrong object type
+        {"must": Lookalike()},  # the wrong type, with the right attributes
+        {"must": Inner(label="m", count="three")},  # type: ignore[arg-type]  # deep bad scalar
+        {"leaves": [Leaf(value=1), None]},  # null item in a list of non-null objects
+        {"leaves": [Leaf(value=1), Leaf(value=None)]},  # type: ignore[arg-type]  # deep null
+        {"leaves": Leaf(value=1)},  # an object where a list is due
+        {"loose_leaves": [None, Leaf(value="x")]},  # type: ignore[arg-type]
+        {"named": Leaf(value=1)},  # not a Named at all
     ],
 )
 def test_bad_values_give_graphql_cores_own_errors(overrides: dict[str, Any]) -> None:
@@ -133,8 +182,50 @@ def test_a_missing_attribute_is_the_same_error() -> None:
     class Broken:
         name = "a"
 
-    expected, got = _both([Broken()])
+    expected, got = _both([Broken()], "{ things { name number } }")
     assert got.errors and _errors(got) == _errors(expected)
+
+
+def test_directives_on_object_fields_match() -> None:
+    query = (
+        "query($yes: Boolean!) { holder { things { name @include(if: $yes) "
+        "must @skip(if: $yes) { label } inner @include(if: $yes) { count } } } }"
+    )
+    THINGS[:] = [_thing()]
+    for yes in (True, False):
+        plain = strawberry.Schema(query=Query, types=[Inner])
+        ours = strawberry.Schema(
+            query=Query, types=[Inner], execution_context_class=PlainFieldExecutor
+        )
+        expected = plain.execute_sync(query, variable_values={"yes": yes})
+        got = ours.execute_sync(query, variable_values={"yes": yes})
+        assert got.errors is None and got.data == expected.data
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "{ holder { things { name leaves @stream(initialCount: 1) { value } } } }",
+        "{ holder { things { name leaves { value } ... @defer { must { label } } } } }",
+    ],
+)
+async def test_defer_and_stream_match(query: str) -> None:
+    """Incremental delivery is graphql-core's: the same initial and subsequent payloads."""
+    from strawberry.schema.config import StrawberryConfig
+
+    THINGS[:] = [_thing(leaves=[Leaf(value=1), Leaf(value=2), Leaf(value=3)])]
+    config = StrawberryConfig(enable_experimental_incremental_execution=True)
+    payloads: list[list[Any]] = []
+    for executor in ({}, {"execution_context_class": PlainFieldExecutor}):
+        schema = strawberry.Schema(query=Query, types=[Inner], config=config, **executor)
+        result: Any = await schema.execute(query)
+        seen = [result.initial_result.formatted]
+        async for later in result.subsequent_results:
+            seen.append(later.formatted)
+        payloads.append(seen)
+    assert payloads[1] == payloads[0]
+    assert payloads[0][0]["data"]["holder"]["things"][0]["name"] == "a"
+    assert len(payloads[0]) > 1
 
 
 def test_field_middleware_sees_every_field() -> None:
@@ -148,11 +239,11 @@ def test_field_middleware_sees_every_field() -> None:
 
     THINGS[:] = [_thing()]
     schema = strawberry.Schema(
-        query=Query, extensions=[Record], execution_context_class=PlainFieldExecutor
+        query=Query, types=[Inner], extensions=[Record], execution_context_class=PlainFieldExecutor
     )
-    result = schema.execute_sync("{ things { name number tags } }")
+    result = schema.execute_sync("{ things { name number tags must { label } } }")
     assert result.errors is None
-    assert seen == ["things", "name", "number", "tags"]
+    assert seen == ["things", "name", "number", "tags", "must", "label"]
 
 
 def test_the_gateway_schema_uses_it() -> None:
