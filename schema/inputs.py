@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import enum
+from collections.abc import Mapping
 from datetime import datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import strawberry
+from strawberry.types.arguments import InputContext
+from strawberry.types.base import StrawberryList, StrawberryOptional
+from strawberry.types.enum import StrawberryEnumDefinition
 
 from upstreams.errors import InvalidInput
 from upstreams.model import (
@@ -25,12 +30,61 @@ T = TypeVar("T")
 MAX_TEXT = 256
 
 
+_LEAF_TYPES = (str, int, float, bool, datetime)
+
+
+def _is_leaf(type_: object) -> bool:
+    """A scalar, enum or list of them that graphql-core's coercion already made Python."""
+    while isinstance(type_, StrawberryOptional | StrawberryList):
+        type_ = type_.of_type
+    if isinstance(type_, StrawberryEnumDefinition):
+        return issubclass(type_.wrapped_cls, enum.Enum)
+    return type_ in _LEAF_TYPES
+
+
+def built_from_leaves(cls: type[T]) -> type[T]:
+    """Build instances of an input type of scalars, enums and lists of them directly.
+
+    graphql-core has already coerced every such value (enum names to members, DateTime to
+    datetime); Strawberry would still convert each field through its generic machinery,
+    ~100 µs for ``tokens(filter:)`` before any upstream is asked. This sets Strawberry's
+    ``from_input`` hook to pass the values on as they are, lists copied (graphql-core
+    shares default values between requests). Refuses, at import, a type with any other
+    field (nested inputs, IDs), which need Strawberry's conversion.
+    """
+    definition = cls.__strawberry_definition__  # type: ignore[attr-defined]
+    fields = [(f, f.resolve_type(type_definition=definition)) for f in definition.fields]
+    for field, type_ in fields:
+        if not _is_leaf(type_):
+            raise TypeError(f"{cls.__name__}.{field.python_name} is not a scalar or enum")
+    names: dict[int, tuple[object, list[tuple[str, str]]]] = {}
+
+    def from_input(type_: type, value: Mapping[str, Any], context: InputContext) -> Any:
+        config = context.config
+        cached = names.get(id(config))
+        if cached is None or cached[0] is not config:
+            converter = config.name_converter
+            cached = (config, [(converter.from_field(f), f.python_name) for f, _ in fields])
+            names[id(config)] = cached
+        kwargs = {}
+        for graphql_name, python_name in cached[1]:
+            if graphql_name in value:
+                item = value[graphql_name]
+                kwargs[python_name] = list(item) if isinstance(item, list) else item
+        return type_(**kwargs)
+
+    definition.from_input = from_input
+    return cls
+
+
+@built_from_leaves
 @strawberry.input(name="TokenOrder")
 class TokenOrderInput:
     field: OrderField
     direction: Direction
 
 
+@built_from_leaves
 @strawberry.input(name="TokenFilter")
 class TokenFilterInput:
     sources: list[str] | None = strawberry.field(
