@@ -101,24 +101,28 @@ def start_simulators(
 
 
 def bare_probe(spec: str, rounds: int, transport_name: str) -> None:
-    """The floor: the gateway's three upstream requests, sent concurrently by a bare client
-    (httpx with the gateway's transport), no GraphQL, no gateway; prints the p50 in ms."""
+    """The floor: the gateway's three upstream requests, sent concurrently by the gateway's
+    own upstream client (same transport, no cookies, ready URLs) and nothing else: no
+    GraphQL, no adapters; prints the p50 in ms."""
     import asyncio
 
     requests = json.loads(spec)
 
     async def run() -> float:
-        transport: httpx.AsyncBaseTransport | None = None
-        if transport_name == "aiohttp":
-            from httpx_aiohttp import AiohttpTransport
+        os.environ["TOKENGATE_HTTP_TRANSPORT"] = transport_name
+        from gateway.upstream_factory import http_client
+        from upstreams.http_edge import request_url
 
-            transport = AiohttpTransport()
-        async with httpx.AsyncClient(transport=transport) as client:
+        urls = [request_url(r["url"], None) for r in requests]
+        async with http_client() as client:  # the gateway's own upstream client
             samples = []
             for round_ in range(rounds + 20):
                 started = time.perf_counter()
                 answers = await asyncio.gather(
-                    *(client.get(r["url"], headers=r["headers"]) for r in requests)
+                    *(
+                        client.get(u, headers=r["headers"])
+                        for u, r in zip(urls, requests, strict=True)
+                    )
                 )
                 if round_ >= 20:  # the first 20 warm the connections up
                     samples.append((time.perf_counter() - started) * 1000)
@@ -267,7 +271,7 @@ def main() -> None:
     )
     print(f"p50 overhead over the slowest upstream: {p50 - args.latency_ms:.1f} ms")
     print(
-        f"floor: a bare client ({args.transport}) sending the same {len(probe)} upstream "
+        f"floor: the gateway's upstream client ({args.transport}) alone, sending the same {len(probe)} upstream "
         f"requests concurrently (on the gateway's CPU): p50 {bare:.1f} ms; the gateway adds {p50 - bare:.1f} ms"
     )
     print(f"upstream requests per page: {per_page:.2f} (upstream sources: 3)")
