@@ -138,6 +138,10 @@ class PlainFieldExecutor(StrawberryGraphQLCoreExecutionContext):
         # Middleware must see every resolver call: with any, every field takes the general path.
         self._direct = manager is None or not manager.middlewares
         self._plans_seen: dict[GraphQLObjectType, dict[str, _PlainRead]] = {}
+        self._selections: dict[
+            tuple[GraphQLObjectType, int],
+            tuple[FieldDetailsList, list[tuple[str, _PlainRead | None, FieldDetailsList]] | None],
+        ] = {}
 
     def _plans(self, parent_type: GraphQLObjectType) -> dict[str, _PlainRead]:
         plans = self._plans_seen.get(parent_type)
@@ -213,33 +217,53 @@ class PlainFieldExecutor(StrawberryGraphQLCoreExecutionContext):
     ) -> Any:
         object_type = plan.object_type
         assert object_type is not None
-        if any(details.node.directives for details in field_details_list):
-            return _NOT_FAST  # @stream and the like: graphql-core's business
+        selection = self._selection(object_type, field_details_list)
+        if selection is None:
+            return _NOT_FAST
         # Strawberry's is_type_of ignores its info argument; anything but True is for
         # graphql-core to judge (and report).
         is_type_of: Callable[[Any, Any], Any] | None = object_type.is_type_of
         if is_type_of is not None and is_type_of(value, None) is not True:
             return _NOT_FAST
-        grouped_field_set, new_defer_usages, _forbidden = self.collect_subfields(
-            object_type, field_details_list
-        )
-        if new_defer_usages:
-            return _NOT_FAST
-        plans = self._plans(object_type)
         results: dict[str, Any] = {}
-        for response_name, sub_details in grouped_field_set.items():
-            name = sub_details[0].node.name.value
-            sub_plan = plans.get(name)
+        for response_name, sub_plan, sub_details in selection:
             if sub_plan is None:
-                if name == TYPENAME:  # Apollo Client asks for it in every selection
-                    results[response_name] = object_type.name
-                    continue
-                return _NOT_FAST
+                results[response_name] = object_type.name  # __typename
+                continue
             completed = self._complete(sub_plan, sub_details, value)
             if completed is _NOT_FAST:
                 return _NOT_FAST
             results[response_name] = completed
         return results
+
+    def _selection(
+        self, object_type: GraphQLObjectType, field_details_list: FieldDetailsList
+    ) -> list[tuple[str, _PlainRead | None, FieldDetailsList]] | None:
+        """What to read for each object of this selection (None: not all plain), worked out
+        once per selection: the 20 edges of a page share theirs. Kept with the list it is
+        keyed by, as graphql-core's own memo is, so the list's id cannot be reused."""
+        key = (object_type, id(field_details_list))
+        cached = self._selections.get(key)
+        if cached is not None:
+            return cached[1]
+        reads: list[tuple[str, _PlainRead | None, FieldDetailsList]] = []
+        plain = not any(details.node.directives for details in field_details_list)
+        if plain:  # else @stream and the like: graphql-core's business
+            grouped_field_set, new_defer_usages, _forbidden = self.collect_subfields(
+                object_type, field_details_list
+            )
+            plans = self._plans(object_type)
+            plain = not new_defer_usages
+            for response_name, sub_details in grouped_field_set.items():
+                name = sub_details[0].node.name.value
+                sub_plan = plans.get(name)
+                if sub_plan is None and name != TYPENAME:
+                    plain = False
+                    break
+                reads.append((response_name, sub_plan, sub_details))
+        selection = reads if plain else None
+        self._selections[key] = (field_details_list, selection)
+        return selection
 
 
 def _in_order(
