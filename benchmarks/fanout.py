@@ -1,7 +1,7 @@
 """Fan-out benchmark (run by hand): one page over every source, each upstream 50 ms slow.
 
     python benchmarks/fanout.py [--requests 200] [--latency-ms 50] [--transport aiohttp|httpx]
-                                [--no-pin]
+                                [--no-pin] [--ab REF]
 
 Each simulator (`tokengate simulate --provider P`) and the gateway (`tokengate serve`) run
 in their own processes, so the measured latency is the gateway's, not the simulators' work
@@ -14,6 +14,11 @@ connection, so that little of the measured time is the client's own.
 Prints the p50/p90/p99 latency of a 20-token page over all four sources (internal store,
 Amper, OAuth-style, Losant with one application), the target (slowest upstream + 5 ms),
 and the upstream requests per page (target: one per upstream source).
+
+``--ab REF`` compares this tree with git ref REF instead: two gateways, same CPU, same
+simulators, pages alternating; prints both p50s and the paired median of the differences.
+On a shared machine p50 drifts by a millisecond or more over minutes; paired, both
+versions see the same moments, so differences of ~0.1 ms show.
 """
 
 from __future__ import annotations
@@ -132,6 +137,123 @@ def bare_probe(spec: str, rounds: int, transport_name: str) -> None:
     print(f"{asyncio.run(run()):.3f}")
 
 
+def gateway_env(sims: dict[str, tuple[str, dict[str, str]]], transport: str) -> dict[str, str]:
+    """The gateway's environment: bootstrap token, transport, the simulators' credentials."""
+    env = {**os.environ, "TOKENGATE_BOOTSTRAP_TOKEN": SECRET, "TOKENGATE_HTTP_TRANSPORT": transport}
+    env.update(
+        B_AMPER=sims["amper"][1]["token"],
+        B_ID=sims["oauth"][1]["client_id"],
+        B_SECRET=sims["oauth"][1]["client_secret"],
+        B_LOSANT=sims["losant"][1]["token"],
+    )
+    return env
+
+
+def write_config(path: Path, sims: dict[str, tuple[str, dict[str, str]]], store: str) -> Path:
+    """A config with the three simulators as sources and a SQLite store file ``store``."""
+    amper_url, oauth_url = sims["amper"][0], sims["oauth"][0]
+    losant_url, losant = sims["losant"]
+    app_id = losant["application_ids"].split(",")[0] if "application_ids" in losant else None
+    path.write_text(
+        f"""[store]\nurl = "sqlite:///{store}"\n[limits]\nrate_per_s = 1000000\nburst = 1000000\n
+[[sources]]\nkey = "amper"\nprovider = "amper"\nbase_url = "{amper_url}"\ntoken_env = "B_AMPER"\n
+[[sources]]\nkey = "idp"\nprovider = "oauth"\nbase_url = "{oauth_url}"\nclient_id_env = "B_ID"\nclient_secret_env = "B_SECRET"\n
+[[sources]]\nkey = "fleet"\nprovider = "losant"\nbase_url = "{losant_url}"\napplication_id = "{app_id}"\ntoken_env = "B_LOSANT"\n"""
+    )
+    return path
+
+
+def start_gateway(
+    config: Path,
+    port: int,
+    env: dict[str, str],
+    cpus: set[int] | None,
+    log: Path,
+    code: Path | None = None,
+) -> subprocess.Popen[bytes]:
+    """``tokengate serve`` on ``port`` (on ``cpus``), from ``code`` if given (a source tree)."""
+    if code is not None:
+        env = {**env, "PYTHONPATH": str(code)}
+    return subprocess.Popen(
+        [
+            *(sys.executable, "-m", "gateway.cli", "serve", "--config", str(config)),
+            *("--port", str(port), "--log-level", "warning"),
+        ],
+        env=env,
+        cwd=code,
+        preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None,
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("w"),
+    )
+
+
+PAYLOAD = json.dumps({"query": QUERY}).encode()
+HEADERS = {"Authorization": f"Bearer {SECRET}", "Content-Type": "application/json"}
+
+
+def fetch_page(connection: http.client.HTTPConnection) -> tuple[float, bytes]:
+    """One page over a kept-alive connection: (milliseconds, body)."""
+    started = time.perf_counter()
+    connection.request("POST", "/graphql", body=PAYLOAD, headers=HEADERS)
+    response = connection.getresponse()
+    body = response.read()
+    elapsed = (time.perf_counter() - started) * 1000
+    assert response.status == 200, (response.status, body[:300])
+    return elapsed, body
+
+
+def ab_run(
+    args: argparse.Namespace,
+    sims: dict[str, tuple[str, dict[str, str]]],
+    env: dict[str, str],
+    config: Path,
+    workdir: Path,
+    cpus: set[int] | None,
+) -> None:
+    """Two gateways on the same CPU and simulators, A from git ref ``args.ab``, B from this
+    tree, pages alternating (A,B then B,A): both see the same machine at the same moments,
+    so the paired median of B - A shows differences the machine's drift hides."""
+    root = Path(__file__).resolve().parents[1]
+    tree = workdir / "ref"
+    tree.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(root), "archive", args.ab], capture_output=True, check=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    gateways = []
+    for name, code in (("A", tree), ("B", root)):
+        port = free_port()
+        own = write_config(workdir / f"{name}.toml", sims, str(workdir / f"{name}.db"))
+        process = start_gateway(own, port, env, cpus, workdir / f"{name}.log", code)
+        gateways.append((process, port))
+    try:
+        for _, port in gateways:
+            wait_ready(f"http://127.0.0.1:{port}/readyz")
+        for sim_url, _ in sims.values():
+            httpx.post(f"{sim_url}/_sim/faults", json={"faults": [], "latency_ms": args.latency_ms})
+        connections = [http.client.HTTPConnection("127.0.0.1", p, timeout=30) for _, p in gateways]
+        for _ in range(20):
+            for connection in connections:
+                fetch_page(connection)
+        times: list[list[float]] = [[], []]
+        for round_ in range(args.requests):
+            for which in (0, 1) if round_ % 2 == 0 else (1, 0):
+                elapsed, raw = fetch_page(connections[which])
+                assert b'"errors"' not in raw, raw[:300]
+                times[which].append(elapsed)
+    finally:
+        for process, _ in gateways:
+            process.terminate()
+            process.wait(timeout=30)
+    differences = [b - a for a, b in zip(times[0], times[1], strict=True)]
+    print(f"A/B: A = {args.ab}, B = this tree; {args.requests} pages each, alternating")
+    for name, samples in zip("AB", times, strict=True):
+        samples.sort()
+        p90 = samples[int(len(samples) * 0.9) - 1]
+        print(f"{name}: p50 {statistics.median(samples):.2f} ms, p90 {p90:.2f} ms")
+    print(f"B - A, paired median: {statistics.median(differences):+.3f} ms")
+
+
 def main() -> None:
     if len(sys.argv) == 5 and sys.argv[1] == "--bare-probe":
         bare_probe(sys.argv[2], int(sys.argv[3]), sys.argv[4])
@@ -141,6 +263,9 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=50.0)
     parser.add_argument("--transport", choices=["aiohttp", "httpx"], default="aiohttp")
     parser.add_argument("--no-pin", action="store_true", help="no CPU of its own for the gateway")
+    parser.add_argument(
+        "--ab", metavar="REF", help="compare with git ref REF: two gateways, pages alternating"
+    )
     args = parser.parse_args()
     cpus = sorted(os.sched_getaffinity(0))
     gateway_cpus: set[int] | None = None
@@ -149,61 +274,27 @@ def main() -> None:
         os.sched_setaffinity(0, set(cpus[:-1]))  # the simulators inherit it
     workdir = Path(tempfile.mkdtemp(prefix="tokengate-bench-"))
     sim_processes, sims = start_simulators(workdir)
-    env = {**os.environ, "TOKENGATE_BOOTSTRAP_TOKEN": SECRET}
-    env["TOKENGATE_HTTP_TRANSPORT"] = args.transport
-    amper_url, amper = sims["amper"]
-    oauth_url, oauth = sims["oauth"]
-    losant_url, losant = sims["losant"]
-    env.update(
-        B_AMPER=amper["token"],
-        B_ID=oauth["client_id"],
-        B_SECRET=oauth["client_secret"],
-        B_LOSANT=losant["token"],
-    )
-    app_id = losant["application_ids"].split(",")[0] if "application_ids" in losant else None
-    config = workdir / "bench.toml"
-    config.write_text(
-        f"""[store]\nurl = "sqlite:///bench.db"\n[limits]\nrate_per_s = 1000000\nburst = 1000000\n
-[[sources]]\nkey = "amper"\nprovider = "amper"\nbase_url = "{amper_url}"\ntoken_env = "B_AMPER"\n
-[[sources]]\nkey = "idp"\nprovider = "oauth"\nbase_url = "{oauth_url}"\nclient_id_env = "B_ID"\nclient_secret_env = "B_SECRET"\n
-[[sources]]\nkey = "fleet"\nprovider = "losant"\nbase_url = "{losant_url}"\napplication_id = "{app_id}"\ntoken_env = "B_LOSANT"\n"""
-    )
+    env = gateway_env(sims, args.transport)
+    config = write_config(workdir / "bench.toml", sims, "bench.db")
+    if args.ab:
+        try:
+            ab_run(args, sims, env, config, workdir, gateway_cpus)
+        finally:
+            for process in sim_processes:
+                process.terminate()
+                process.wait(timeout=30)
+        return
     port = free_port()
-    gateway = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gateway.cli",
-            "serve",
-            "--config",
-            str(config),
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        env=env,
-        preexec_fn=(lambda: os.sched_setaffinity(0, gateway_cpus)) if gateway_cpus else None,
-        stdout=subprocess.DEVNULL,
-        stderr=(workdir / "gateway.log").open("w"),
-    )
+    gateway = start_gateway(config, port, env, gateway_cpus, workdir / "gateway.log")
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(f"{url}/readyz")
         for sim_url, _ in sims.values():
             httpx.post(f"{sim_url}/_sim/faults", json={"faults": [], "latency_ms": args.latency_ms})
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        payload = json.dumps({"query": QUERY}).encode()
-        headers = {"Authorization": f"Bearer {SECRET}", "Content-Type": "application/json"}
 
         def page() -> tuple[float, bytes]:
-            started = time.perf_counter()
-            connection.request("POST", "/graphql", body=payload, headers=headers)
-            response = connection.getresponse()
-            body = response.read()
-            elapsed = (time.perf_counter() - started) * 1000
-            assert response.status == 200, (response.status, body[:300])
-            return elapsed, body
+            return fetch_page(connection)
 
         for _ in range(20):  # warm-up: connections, caches
             page()
@@ -220,9 +311,9 @@ def main() -> None:
         logs = {p: httpx.get(f"{u}/_sim/requests").json()["requests"] for p, (u, _) in sims.items()}
         upstream = sum(len(log) for log in logs.values())
         auth = {
-            "amper": "Basic " + _basic(amper["token"], ""),
-            "oauth": "Basic " + _basic(oauth["client_id"], oauth["client_secret"]),
-            "losant": f"Bearer {losant['token']}",
+            "amper": "Basic " + _basic(env["B_AMPER"], ""),
+            "oauth": "Basic " + _basic(env["B_ID"], env["B_SECRET"]),
+            "losant": f"Bearer {env['B_LOSANT']}",
         }
         probe = [
             {
