@@ -57,7 +57,7 @@ class _PlainRead(NamedTuple):
 
 
 _NOT_FAST: Any = object()
-_plans: weakref.WeakKeyDictionary[GraphQLObjectType, dict[str, _PlainRead]] = (
+_PLANS_BY_TYPE: weakref.WeakKeyDictionary[GraphQLObjectType, dict[str, _PlainRead]] = (
     weakref.WeakKeyDictionary()
 )
 
@@ -113,14 +113,14 @@ def _coercion(leaf: GraphQLLeafType) -> Callable[[Any], Any]:
 
 
 def _plans_for(parent_type: GraphQLObjectType) -> dict[str, _PlainRead]:
-    plans = _plans.get(parent_type)
+    plans = _PLANS_BY_TYPE.get(parent_type)
     if plans is None:
         plans = {}
         for name, field in parent_type.fields.items():
             plan = _plain_read(field)
             if plan is not None:
                 plans[name] = plan
-        _plans[parent_type] = plans
+        _PLANS_BY_TYPE[parent_type] = plans
     return plans
 
 
