@@ -4,8 +4,9 @@ while one simulated upstream fails half its requests.
     python benchmarks/load.py [--clients 200] [--seconds 30] [--runs 2]
 
 Reports per run: requests, HTTP status counts (any 5xx is a failure), the share of pages
-with a failed source, p50/p99 latency, and the gateway's RSS before and after; the RSS
-growth of the last run over the first must stay under 10%.
+with a failed source, p50/p99 latency, the CPU seconds the gateway process (simulators
+included, with --demo) and this load generator used, and the gateway's RSS before and
+after; the RSS growth of the last run over the first must stay under 10%.
 """
 
 from __future__ import annotations
@@ -32,6 +33,12 @@ QUERY = (
     '{ tokens(first: 20, filter: {userId: "USER"}) { totalCount edges { node { id name '
     "provider createdAt } } pageInfo { endCursor } failedSources { source { key } reason } } }"
 ).replace("USER", WALK_USER)
+
+
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def rss_mb(pid: int) -> float:
@@ -139,13 +146,21 @@ def main() -> None:
         print(f"RSS before: {baseline:.1f} MB")
         after = []
         for number in range(1, args.runs + 1):
+            gateway_cpu, own_cpu = cpu_s(process.pid), time.process_time()
             result = asyncio.run(run(url, args.clients, args.seconds))
+            gateway_cpu, own_cpu = cpu_s(process.pid) - gateway_cpu, time.process_time() - own_cpu
             after.append(rss_mb(process.pid))
             print(
                 f"run {number}: {result['requests']} requests ({result['rps']:.0f}/s), "
                 f"statuses {result['statuses']}, transport errors {result['transport_errors']}, "
                 f"pages with a failed source {result['partial_share']:.1%} {result['reasons']}, "
                 f"p50 {result['p50']:.1f} ms, p99 {result['p99']:.1f} ms, RSS after {after[-1]:.1f} MB"
+            )
+            requests = max(1, int(result["requests"]))  # type: ignore[call-overload]
+            print(
+                f"  CPU: gateway (with its simulators) {gateway_cpu:.1f} s, "
+                f"{gateway_cpu / requests * 1000:.2f} ms a request; "
+                f"this load generator {own_cpu:.1f} s"
             )
             if result["error_kinds"]:
                 print(f"  transport errors: {result['error_kinds']}")
