@@ -194,6 +194,8 @@ class PlainFieldExecutor(StrawberryGraphQLCoreExecutionContext):
                 return self._complete_object(plan, field_details_list, value)
             if type(value) is not list and type(value) is not tuple:
                 return _NOT_FAST
+            if any(details.node.directives for details in field_details_list):
+                return _NOT_FAST  # @stream: graphql-core's business
             items: list[Any] = []
             for item in value:
                 if item is None:

@@ -206,6 +206,7 @@ def test_directives_on_object_fields_match() -> None:
     "query",
     [
         "{ holder { things { name leaves @stream(initialCount: 1) { value } } } }",
+        "{ holder { things { name tags @stream(initialCount: 1) } } }",
         "{ holder { things { name leaves { value } ... @defer { must { label } } } } }",
     ],
 )
