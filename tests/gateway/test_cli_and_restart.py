@@ -216,6 +216,9 @@ def test_serve_with_worker_processes(tmp_path: Path) -> None:
             assert process.poll() is None, "serve --workers exited"
             assert time.monotonic() < deadline, "the workers did not come up"
             time.sleep(0.2)
+        # A worker logs "ready" from its lifespan start-up, before uvicorn listens on the
+        # shared socket (uvicorn binds it in the parent and listens in each worker).
+        wait_until_up(url, process)
         for _ in range(20):
             response = query(url, secret, "{ tokens { totalCount } }")
             assert response.status_code == 200, response.text
