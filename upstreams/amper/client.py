@@ -20,12 +20,14 @@ import base64
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from functools import lru_cache
 
 import httpx
 
 from upstreams import errors, ordering
 from upstreams.amper.normalise import (
     MEDIA_TYPE,
+    ListDocument,
     SchemaViolation,
     create_document,
     decode_position,
@@ -37,6 +39,7 @@ from upstreams.amper.normalise import (
     parse_single,
     sort_param,
 )
+from upstreams.answer_memo import AnswerMemo
 from upstreams.http_edge import UpstreamHttp, retry_after_seconds
 from upstreams.http_edge import base_url as checked_base_url
 from upstreams.model import (
@@ -57,6 +60,29 @@ from upstreams.model import (
 )
 
 _API = "/v1/access_tokens"
+
+
+_MAX_MEMO_LINK = 2048
+
+
+@lru_cache(maxsize=1024)
+def _points_at(base_url: str, link: str) -> bool:
+    """Whether ``link`` is this API's list URL at ``base_url`` (query aside). Memoised: the
+    same ``links.next`` comes back with every read of a page, and parsing it costs httpx
+    ~20 us."""
+    try:
+        url = httpx.URL(link)
+    except (httpx.InvalidURL, TypeError):
+        return False
+    base = httpx.URL(base_url)
+    return (
+        url.scheme == base.scheme
+        and url.host == base.host
+        and url.port == base.port
+        and url.path == f"{base.path.rstrip('/')}{_API}"
+    )
+
+
 MAX_PAGE_LENGTH = 100
 MAX_OFFSET = 1000
 MAX_NAME_LENGTH = 255
@@ -127,7 +153,6 @@ class AmperSource:
         self._key = key
         self._name = name
         self._base = base
-        self._base_url = httpx.URL(self._base)
         self._api_token = api_token
         self._page_size_param = page_size_param
         # Basic with the token as user name and an empty password: the colon is required.
@@ -141,6 +166,8 @@ class AmperSource:
             headers={"Authorization": f"Basic {basic}", "Accept": MEDIA_TYPE},
             credential="API token",
         )
+        # List answers decoded before (upstreams/answer_memo.py); no Amper token expires.
+        self._lists: AnswerMemo[ListDocument] = AnswerMemo()
 
     def __repr__(self) -> str:
         return f"AmperSource(key={self._key!r}, base_url={self._base!r})"
@@ -210,10 +237,13 @@ class AmperSource:
         response = await self._http.send("GET", f"{self._base}{_API}", params=params)
         if response.status_code != 200:
             raise self._http.unexpected(response)
+        now = datetime.now(UTC)
+
+        def decode() -> tuple[ListDocument, None]:
+            return parse_list(self._http.json(response), source=self._key, now=now), None
+
         try:
-            document = parse_list(
-                self._http.json(response), source=self._key, now=datetime.now(UTC)
-            )
+            document = self._lists.decoded(None, response.content, now, decode)
         except SchemaViolation as exc:
             raise errors.BadUpstreamResponse(
                 self._key, f"{self._name} sent a malformed token list: {exc}"
@@ -227,21 +257,13 @@ class AmperSource:
         if document.next_known and (
             document.next_link is None or self._is_own_link(document.next_link)
         ):
-            return document.tokens, document.next_link is None
-        return document.tokens, count < length
+            return list(document.tokens), document.next_link is None
+        return list(document.tokens), count < length
 
     def _is_own_link(self, link: str) -> bool:
-        try:
-            url = httpx.URL(link)
-        except (httpx.InvalidURL, TypeError):
-            return False
-        base = self._base_url
-        return (
-            url.scheme == base.scheme
-            and url.host == base.host
-            and url.port == base.port
-            and url.path == f"{base.path.rstrip('/')}{_API}"
-        )
+        if len(link) > _MAX_MEMO_LINK:  # not worth keeping in memory
+            return _points_at.__wrapped__(self._base, link)
+        return _points_at(self._base, link)
 
     # -- single tokens -------------------------------------------------------------------
 

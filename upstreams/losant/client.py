@@ -45,6 +45,7 @@ from typing import TypeVar
 import httpx
 
 from upstreams import errors, ordering
+from upstreams.answer_memo import AnswerMemo
 from upstreams.http_edge import UpstreamHttp
 from upstreams.http_edge import base_url as checked_base_url
 from upstreams.http_edge import retry_after_seconds as retry_after_seconds  # re-exported
@@ -52,6 +53,7 @@ from upstreams.losant.normalise import (
     SchemaViolation,
     TokenPage,
     error_type,
+    expiry_horizon,
     is_object_id,
     is_success,
     normalise_token,
@@ -168,6 +170,9 @@ class LosantSource:
             headers={"Authorization": f"Bearer {api_token}", "Accept": "application/json"},
             credential="API token",
         )
+        # List pages decoded before, per application (upstreams/answer_memo.py); an entry
+        # lasts until the next expiry among its tokens.
+        self._pages: AnswerMemo[TokenPage] = AnswerMemo()
 
     def __repr__(self) -> str:
         return (
@@ -480,14 +485,16 @@ class LosantSource:
             )
         if response.status_code != 200:
             raise self._http.unexpected(response)
-        try:
+
+        def decode() -> tuple[TokenPage, datetime | None]:
+            payload = self._http.json(response)
             page = parse_token_page(
-                self._http.json(response),
-                source=self._key,
-                application_id=app,
-                now=call.now,
-                lazy=True,
+                payload, source=self._key, application_id=app, now=call.now, lazy=True
             )
+            return page, expiry_horizon(payload, call.now)
+
+        try:
+            page = self._pages.decoded(app, response.content, call.now, decode)
         except SchemaViolation as exc:
             raise self._malformed(exc) from None
         if (
@@ -679,11 +686,19 @@ class _Walk:
         items = ordering.order_tokens([t for _, t in found], self.order)
         region_start = start * per_page
         stop = end
+        # Each value read, at its first offset: the answer for any value that was read (the
+        # values read never go backwards, so every offset before it holds a value before it).
+        first_at: dict[GroupValue, int] = {}
+        for offset, seen_value in seen:
+            first_at.setdefault(seen_value, offset)
 
         def offset_for(token: Token) -> int | None:
             value = self.value(token)
             if value is None:
                 return None
+            known = first_at.get(value)
+            if known is not None:
+                return known
             for offset, seen_value in seen:
                 if not self._before(seen_value, value):
                     return offset

@@ -232,6 +232,25 @@ def parse_token_page(
     )
 
 
+def expiry_horizon(payload: object, now: datetime) -> datetime | None:
+    """The first instant after ``now`` at which a token of this list response expires
+    (its status turns EXPIRED), or None if none does: how long a decoding of the response
+    made at ``now`` stays true. Items and dates that do not parse are skipped; they fail
+    when normalised."""
+    items = payload.get("items") if isinstance(payload, Mapping) else None
+    if not isinstance(items, list):
+        return None
+    horizon: datetime | None = None
+    for item in items:
+        raw = item.get("expirationDate") if isinstance(item, Mapping) else None
+        if not isinstance(raw, str):
+            continue
+        expires = _date_time(raw)
+        if isinstance(expires, datetime) and expires > now:
+            horizon = expires if horizon is None or expires < horizon else horizon
+    return horizon
+
+
 def parse_created(
     payload: object, *, source: str, application_id: str, now: datetime
 ) -> tuple[Token, str]:
@@ -414,6 +433,7 @@ __all__ = [
     "SchemaViolation",
     "TokenPage",
     "error_type",
+    "expiry_horizon",
     "format_date",
     "is_object_id",
     "is_success",

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 import httpx
 
 from upstreams import errors, ordering
+from upstreams.answer_memo import AnswerMemo
 from upstreams.http_edge import UpstreamHttp
 from upstreams.http_edge import base_url as checked_base_url
 from upstreams.http_edge import retry_after_seconds as retry_after_seconds  # re-exported
@@ -75,6 +76,9 @@ class OAuthSource:
             headers={"Authorization": f"Basic {basic}", "Accept": "application/json"},
             credential="client credentials",
         )
+        # Users' lists decoded before (upstreams/answer_memo.py); nothing here expires by
+        # the clock (the server flags expired tokens itself).
+        self._lists: AnswerMemo[tuple[Token, ...]] = AnswerMemo()
 
     def __repr__(self) -> str:
         return f"OAuthSource(key={self._key!r}, base_url={self._base!r})"
@@ -174,10 +178,15 @@ class OAuthSource:
             )
         if response.status_code != 200:
             raise self._http.unexpected(response)
+        now = datetime.now(UTC)
+
+        def decode() -> tuple[tuple[Token, ...], None]:
+            payload = self._http.json(response)
+            tokens = parse_token_list(payload, source=self._key, user_id=user_id, now=now)
+            return tuple(tokens), None
+
         try:
-            return parse_token_list(
-                self._http.json(response), source=self._key, user_id=user_id, now=datetime.now(UTC)
-            )
+            return list(self._lists.decoded(user_id, response.content, now, decode))
         except SchemaViolation as exc:
             raise errors.BadUpstreamResponse(
                 self._key, f"{self._name} sent a malformed token list: {exc}"
