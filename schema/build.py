@@ -6,7 +6,7 @@ from typing import Any
 
 import strawberry
 from graphql import GraphQLError, NoSchemaIntrospectionCustomRule
-from strawberry.extensions import AddValidationRules, ParserCache, ValidationCache
+from strawberry.extensions import AddValidationRules, ParserCache
 from strawberry.federation.schema import FederationAny
 from strawberry.types import ExecutionContext, Info
 
@@ -16,6 +16,7 @@ from schema.limits import Limits, limits_extension
 from schema.mutation import Mutation
 from schema.query import Query
 from schema.types import SourceType, TokenType
+from schema.validated import validation_by_document
 from upstreams.errors import InvalidInput
 
 CACHE_SIZE = 512
@@ -62,7 +63,7 @@ class GatewaySchema(strawberry.federation.Schema):
 def build_schema(limits: Limits | None = None, *, introspection: bool = True) -> GatewaySchema:
     extensions: list[Any] = [
         lambda: ParserCache(maxsize=CACHE_SIZE),
-        lambda: ValidationCache(maxsize=CACHE_SIZE),
+        validation_by_document(CACHE_SIZE),
         limits_extension(limits or Limits()),
     ]
     if not introspection:
