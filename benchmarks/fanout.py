@@ -1,7 +1,7 @@
 """Fan-out benchmark (run by hand): one page over every source, each upstream 50 ms slow.
 
     python benchmarks/fanout.py [--requests 200] [--latency-ms 50] [--transport aiohttp|httpx]
-                                [--no-pin] [--ab REF]
+                                [--no-pin] [--fresh-answers] [--ab REF]
 
 Each simulator (`tokengate simulate --provider P`) and the gateway (`tokengate serve`) run
 in their own processes, so the measured latency is the gateway's, not the simulators' work
@@ -14,6 +14,11 @@ connection, so that little of the measured time is the client's own.
 Prints the p50/p90/p99 latency of a 20-token page over all four sources (internal store,
 Amper, OAuth-style, Losant with one application), the target (slowest upstream + 5 ms),
 and the upstream requests per page (target: one per upstream source).
+
+``--fresh-answers`` has the simulators send each answer in new bytes (the same JSON with
+trailing whitespace), so the gateway decodes every answer afresh, as with upstreams whose
+lists change between pages; without it, an unchanged answer's decoding is reused
+(upstreams/answer_memo.py).
 
 ``--ab REF`` compares this tree with git ref REF instead: two gateways, same CPU, same
 simulators, pages alternating; prints both p50s and the paired median of the differences.
@@ -47,6 +52,10 @@ QUERY = (
     "provider status createdAt lastUsedAt expiresAt scopes owner { kind id } } } "
     "pageInfo { hasNextPage endCursor } failedSources { reason } } }"
 ).replace("USER", WALK_USER)
+
+
+def _sim_settings(args: argparse.Namespace) -> dict[str, object]:
+    return {"faults": [], "latency_ms": args.latency_ms, "vary_bytes": args.fresh_answers}
 
 
 def _basic(user: str, password: str) -> str:
@@ -230,7 +239,7 @@ def ab_run(
         for _, port in gateways:
             wait_ready(f"http://127.0.0.1:{port}/readyz")
         for sim_url, _ in sims.values():
-            httpx.post(f"{sim_url}/_sim/faults", json={"faults": [], "latency_ms": args.latency_ms})
+            httpx.post(f"{sim_url}/_sim/faults", json=_sim_settings(args))
         connections = [http.client.HTTPConnection("127.0.0.1", p, timeout=30) for _, p in gateways]
         for _ in range(20):
             for connection in connections:
@@ -264,6 +273,9 @@ def main() -> None:
     parser.add_argument("--transport", choices=["aiohttp", "httpx"], default="aiohttp")
     parser.add_argument("--no-pin", action="store_true", help="no CPU of its own for the gateway")
     parser.add_argument(
+        "--fresh-answers", action="store_true", help="every upstream answer in new bytes"
+    )
+    parser.add_argument(
         "--ab", metavar="REF", help="compare with git ref REF: two gateways, pages alternating"
     )
     args = parser.parse_args()
@@ -290,7 +302,7 @@ def main() -> None:
     try:
         wait_ready(f"{url}/readyz")
         for sim_url, _ in sims.values():
-            httpx.post(f"{sim_url}/_sim/faults", json={"faults": [], "latency_ms": args.latency_ms})
+            httpx.post(f"{sim_url}/_sim/faults", json=_sim_settings(args))
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
 
         def page() -> tuple[float, bytes]:
@@ -355,7 +367,8 @@ def main() -> None:
     pinning = f"gateway on CPU {min(gateway_cpus)}" if gateway_cpus else "no CPU pinning"
     print(
         f"transport: {args.transport}; pages: {args.requests}; "
-        f"upstream latency {args.latency_ms:.0f} ms; {pinning}"
+        f"upstream latency {args.latency_ms:.0f} ms; {pinning}; "
+        f"{'fresh answers' if args.fresh_answers else 'answers unchanged between pages'}"
     )
     print(
         f"latency p50 {p50:.1f} ms, p90 {p90:.1f} ms, p99 {p99:.1f} ms (target p50 <= {target:.0f} ms)"

@@ -6,7 +6,9 @@ Control endpoints (never logged, never faulted), on every simulator:
     POST   /_sim/faults     <- {"faults": [Fault fields...]} replaces the fault plan
     DELETE /_sim/faults     -> no faults
 ``latency_ms`` makes every answer leave that long after its request arrived (the
-simulator's own work included). Faults apply to matching requests (method and path prefix),
+simulator's own work included). ``vary_bytes`` (true/false) makes each JSON answer differ in
+its bytes from the one before (trailing whitespace: the same JSON), as a busy upstream's
+lists do: a gateway cannot reuse the decoding of an earlier answer. Faults apply to matching requests (method and path prefix),
 ``times`` times (null: forever),
 and with ``every`` = N only to every N-th matching request (N=2: half of them).
 """
@@ -69,6 +71,8 @@ class SimulatorControl:
     requests: list[LoggedRequest] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
     latency_ms: float = 0.0
+    vary_bytes: bool = False
+    answers: int = 0
 
     def set_faults(self, specs: list[dict[str, Any]]) -> None:
         allowed = set(Fault.__dataclass_fields__) - {"seen"}
@@ -111,6 +115,9 @@ class SimulatorMiddleware:
                 raw_path=(scope.get("raw_path") or path.encode()).decode("latin-1"),
             )
         )
+        if self.control.vary_bytes:
+            self.control.answers += 1
+            send = _padded(send, self.control.answers % 4096)
         if self.control.latency_ms > 0:
             send = _answer_at(
                 send, asyncio.get_running_loop().time() + self.control.latency_ms / 1000
@@ -155,6 +162,7 @@ class SimulatorMiddleware:
                 payload = json.loads(raw or b"{}")
                 self.control.set_faults(list(payload.get("faults", [])))
                 self.control.latency_ms = float(payload.get("latency_ms", 0.0))
+                self.control.vary_bytes = payload.get("vary_bytes", False) is True
             except (ValueError, TypeError, AttributeError) as exc:
                 await _send(send, 400, json.dumps({"error": str(exc)}).encode())
                 return
@@ -162,6 +170,7 @@ class SimulatorMiddleware:
         elif path == "/_sim/faults" and method == "DELETE":
             self.control.faults = []
             self.control.latency_ms = 0.0
+            self.control.vary_bytes = False
             await _send(send, 204, b"")
         else:
             await _send(send, 404, b'{"error": "unknown control endpoint"}')
@@ -179,6 +188,35 @@ def _answer_at(send: Send, due: float) -> Send:
         await send(message)
 
     return delayed
+
+
+def _padded(send: Send, spaces: int) -> Send:
+    """``send`` that ends a JSON answer with ``spaces`` spaces (content-length adjusted)."""
+    padding = b" " * spaces
+    json_answer = False
+
+    async def padded(message: Message) -> None:
+        nonlocal json_answer
+        if message["type"] == "http.response.start":
+            headers = list(message.get("headers", []))
+            json_answer = any(
+                k.lower() == b"content-type" and b"json" in v.lower() for k, v in headers
+            )
+            if json_answer:
+                headers = [
+                    (k, str(int(v) + spaces).encode()) if k.lower() == b"content-length" else (k, v)
+                    for k, v in headers
+                ]
+                message = {**message, "headers": headers}
+        elif (
+            message["type"] == "http.response.body"
+            and json_answer
+            and not message.get("more_body", False)
+        ):
+            message = {**message, "body": message.get("body", b"") + padding}
+        await send(message)
+
+    return padded
 
 
 async def _read_body(receive: Receive) -> bytes:

@@ -246,3 +246,38 @@ async def test_oauth_reuses_a_decoded_list_and_sees_every_change(
         await source.revoke(first[0].local_id)
         after = await _listed(source, user_id=user)
         assert [t.local_id for t in after] == [t.local_id for t in first[1:]]
+
+
+async def test_a_simulator_asked_to_vary_its_bytes_defeats_the_memo(
+    client: httpx.AsyncClient,
+) -> None:
+    """``vary_bytes`` (the fan-out benchmark's ``--fresh-answers``): the same JSON in new
+    bytes each time, so every list is decoded again, as with a busy upstream."""
+    state = losant_sim.sample_state(6)
+    app = losant_sim.DEFAULT_APPLICATIONS[0]
+    with serve_in_thread(losant_sim.build_app(state)) as url:
+        control = await client.post(f"{url}/_sim/faults", json={"vary_bytes": True})
+        assert control.status_code == 204
+        headers = {"Authorization": f"Bearer {state.api_token}"}
+        answers = [
+            await client.get(f"{url}/applications/{app}/tokens", headers=headers) for _ in range(2)
+        ]
+        assert answers[0].content != answers[1].content
+        assert answers[0].json() == answers[1].json()
+        for answer in answers:
+            assert int(answer.headers["content-length"]) == len(answer.content)
+        source = LosantSource(
+            key="fleet",
+            name="Fleet",
+            base_url=url,
+            client=client,
+            api_token=state.api_token,
+            application_ids=[app],
+        )
+        first = await _listed(source)
+        assert await _listed(source) == first
+        assert source._pages.hits == 0
+        await client.delete(f"{url}/_sim/faults")
+        await _listed(source)
+        await _listed(source)
+        assert source._pages.hits == 1
