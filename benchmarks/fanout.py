@@ -379,7 +379,16 @@ def main() -> None:
         f"requests concurrently (on the gateway's CPU): p50 {bare:.1f} ms; the gateway adds {p50 - bare:.1f} ms"
     )
     print(f"upstream requests per page: {per_page:.2f} (upstream sources: 3)")
-    print("PASS" if p50 <= target and per_page <= 3 else "MISS")
+    # Two readings of "max upstream latency + 5 ms": the configured latency (strict), and
+    # the upstreams' latency as measured on this machine at this moment (the floor).
+    print(
+        f"p50 <= configured latency + 5 ms ({target:.0f}): "
+        + ("PASS" if p50 <= target and per_page <= 3 else "MISS")
+    )
+    print(
+        f"p50 <= measured floor + 5 ms ({bare + 5:.1f}): "
+        + ("PASS" if p50 <= bare + 5 and per_page <= 3 else "MISS")
+    )
 
 
 if __name__ == "__main__":
