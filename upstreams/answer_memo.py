@@ -9,8 +9,8 @@ what is remembered is only what those bytes decode to, so a changed answer is ne
 missed.
 
 The key is a SHA-256 digest of the body and the decoding's scope (an application, a
-user): the body itself is not kept, so upstream secrets in it are not held in memory
-beyond the request. A decoding can depend on the time (a token whose expiry passes
+user): the body itself is not kept. A decoded value that keeps raw parts of the answer must
+have the secrets dropped from them first (Losant's lazily normalised pages do). A decoding can depend on the time (a token whose expiry passes
 becomes EXPIRED), so each entry may carry the instant it stops being valid. Errors are
 never remembered: a malformed answer is judged again each time.
 """

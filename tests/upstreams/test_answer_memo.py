@@ -281,3 +281,37 @@ async def test_a_simulator_asked_to_vary_its_bytes_defeats_the_memo(
         await _listed(source)
         await _listed(source)
         assert source._pages.hits == 1
+
+
+async def test_a_remembered_losant_page_holds_no_secret(client: httpx.AsyncClient) -> None:
+    state = losant_sim.sample_state(6)
+    app = losant_sim.DEFAULT_APPLICATIONS[0]
+    with serve_in_thread(losant_sim.build_app(state)) as url:
+        source = LosantSource(
+            key="fleet",
+            name="Fleet",
+            base_url=url,
+            client=client,
+            api_token=state.api_token,
+            application_ids=[app],
+        )
+        headers = {"Authorization": f"Bearer {state.api_token}"}
+        listed = await client.get(f"{url}/applications/{app}/tokens", headers=headers)
+        secrets = [item["token"] for item in listed.json()["items"]]
+        assert secrets and all(len(s) > 20 for s in secrets)  # the upstream sends them
+        await _listed(source)
+        remembered = repr([entry[0].tokens._raw for entry in source._pages._entries.values()])
+        assert remembered.count("'token': '*'") == len(secrets)
+        assert not any(secret in remembered for secret in secrets)
+
+
+def test_drop_listed_secrets_keeps_what_the_token_check_sees() -> None:
+    from upstreams.losant.normalise import drop_listed_secrets
+
+    payload: dict[str, object] = {
+        "items": [{"token": "eyJhbGciOi.secret"}, {"token": ""}, {"token": 5}, {"name": "x"}, 7]
+    }
+    drop_listed_secrets(payload)
+    assert payload["items"] == [{"token": "*"}, {"token": ""}, {"token": 5}, {"name": "x"}, 7]
+    for odd in ([], {"items": "nope"}, None):
+        drop_listed_secrets(odd)  # no error, nothing to do

@@ -52,6 +52,7 @@ from upstreams.http_edge import retry_after_seconds as retry_after_seconds  # re
 from upstreams.losant.normalise import (
     SchemaViolation,
     TokenPage,
+    drop_listed_secrets,
     error_type,
     expiry_horizon,
     is_object_id,
@@ -488,6 +489,7 @@ class LosantSource:
 
         def decode() -> tuple[TokenPage, datetime | None]:
             payload = self._http.json(response)
+            drop_listed_secrets(payload)
             page = parse_token_page(
                 payload, source=self._key, application_id=app, now=call.now, lazy=True
             )
