@@ -179,3 +179,61 @@ async def test_request_url_is_what_httpx_sends(url: str, params: dict[str, str] 
         await edge(record).send("GET", url, params=params)
         await edge(record).send("GET", url, params=params)  # the memoised URL
     assert sent[1] == sent[0] and sent[2] == sent[0]
+
+
+@pytest.mark.parametrize(
+    ("method", "kwargs", "extra_headers"),
+    [
+        ("GET", {}, None),
+        ("DELETE", {}, {"If-Match": '"etag-1"'}),
+        ("POST", {"json": {"name": "ci bot", "scope": ["all.Application"]}}, None),
+        ("PATCH", {"content": b'{"status":"inactive"}'}, {"Content-Type": "application/json"}),
+        ("GET", {}, {"Authorization": "Bearer another"}),  # per-request headers win
+    ],
+)
+async def test_requests_leave_as_client_request_would_send_them(
+    method: str, kwargs: dict[str, object], extra_headers: dict[str, str] | None
+) -> None:
+    """The edge builds requests itself and sends them with client.send(); what leaves is
+    what client.request() with the same headers and timeout sends."""
+    sent: list[tuple[object, ...]] = []
+
+    def record(request: httpx.Request) -> httpx.Response:
+        sent.append(
+            (
+                request.method,
+                str(request.url),
+                request.headers.multi_items(),
+                request.read(),
+                request.extensions["timeout"],
+            )
+        )
+        return httpx.Response(200, content=b"{}")
+
+    url = f"{BASE}/applications/{APP}/tokens"
+    params = {"page": "0", "perPage": "100"}
+    async with httpx.AsyncClient(
+        transport=httpx.MockTransport(record), headers={"X-Client-Default": "kept"}
+    ) as client:
+        upstream = UpstreamHttp(
+            key="src",
+            name="Upstream",
+            client=client,
+            timeout_s=2.5,
+            connect_timeout_s=1.0,
+            headers={"Authorization": f"Bearer {SECRET}", "Accept": "application/json"},
+            credential="API token",
+        )
+        merged = {"Authorization": f"Bearer {SECRET}", "Accept": "application/json"}
+        await client.request(
+            method,
+            url,
+            params=params,
+            headers={**merged, **(extra_headers or {})},
+            timeout=httpx.Timeout(2.5, connect=1.0),
+            **kwargs,  # type: ignore[arg-type]
+        )
+        await upstream.send(method, url, params=params, headers=extra_headers, **kwargs)  # type: ignore[arg-type]
+        await upstream.send(method, url, params=params, headers=extra_headers, **kwargs)  # type: ignore[arg-type]
+    assert sent[1] == sent[0] and sent[2] == sent[0]
+    assert ("x-client-default", "kept") in [(k.lower(), v) for k, v in sent[1][2]]  # type: ignore[union-attr, attr-defined]
