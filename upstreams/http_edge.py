@@ -51,13 +51,6 @@ class UpstreamHttp:
         self._timeout = httpx.Timeout(timeout_s, connect=connect)
         self._headers = dict(headers)
         self._credential = credential
-        # What client.request() would merge into every request, merged once: the client's
-        # own headers (User-Agent, Accept-Encoding...) under this upstream's, and the
-        # timeout. Requests are then built as httpx documents for request instances and
-        # sent with client.send(): ~20 us less per request, before it leaves.
-        self._client_headers = httpx.Headers(client.headers)
-        self._sent_headers = self._merged_headers(self._headers)
-        self._timeout_extension = self._timeout.as_dict()
 
     async def send(
         self,
@@ -70,19 +63,15 @@ class UpstreamHttp:
         headers: Mapping[str, str] | None = None,
     ) -> httpx.Response:
         """The response to one request (``headers`` add to the constructor's)."""
-        sent_headers = (
-            self._merged_headers({**self._headers, **headers}) if headers else self._sent_headers
-        )
         try:
-            request = httpx.Request(
+            response = await self._client.request(
                 method,
                 request_url(url, None if params is None else tuple(params.items())),
                 content=content,
                 json=json,
-                headers=sent_headers,
-                extensions={"timeout": self._timeout_extension},
+                headers={**self._headers, **headers} if headers else self._headers,
+                timeout=self._timeout,
             )
-            response = await self._client.send(request)
         except httpx.TimeoutException:
             raise errors.UpstreamTimeout(
                 self._key, f"{self._name} did not answer within {self._timeout_s:g} s"
@@ -111,11 +100,6 @@ class UpstreamHttp:
                 self._key, f"{self._name} failed (HTTP {status})", status=status
             )
         return response
-
-    def _merged_headers(self, headers: Mapping[str, str]) -> httpx.Headers:
-        merged = httpx.Headers(self._client_headers)
-        merged.update(headers)
-        return merged
 
     def json(self, response: httpx.Response) -> object:
         """The response body parsed as JSON, or ``BadUpstreamResponse``."""
