@@ -133,6 +133,17 @@ def _page(limit: int = 100, **filter_args: object) -> PageRequest:
     return PageRequest(filter=TokenFilter(**filter_args), order=TokenOrder(), limit=limit)  # type: ignore[arg-type]
 
 
+def _losant(url: str, client: httpx.AsyncClient, api_token: str, app: str) -> LosantSource:
+    return LosantSource(
+        key="fleet",
+        name="Fleet",
+        base_url=url,
+        client=client,
+        api_token=api_token,
+        application_ids=[app],
+    )
+
+
 async def _listed(source: AmperSource | OAuthSource | LosantSource, **flt: object) -> list[Token]:
     page = await source.list_page(_page(**flt))
     return [item.token for item in page.items]
@@ -144,14 +155,7 @@ async def test_losant_reuses_a_decoded_page_and_sees_every_change(
     state = losant_sim.sample_state(12)
     app = losant_sim.DEFAULT_APPLICATIONS[0]
     with serve_in_thread(losant_sim.build_app(state)) as url:
-        source = LosantSource(
-            key="fleet",
-            name="Fleet",
-            base_url=url,
-            client=client,
-            api_token=state.api_token,
-            application_ids=[app],
-        )
+        source = _losant(url, client, state.api_token, app)
         first = await _listed(source)
         assert await _listed(source) == first
         assert source._pages.hits >= 1
@@ -175,14 +179,7 @@ async def test_losant_turns_a_token_expired_although_its_answer_did_not_change(
     state = losant_sim.sample_state(4)
     app = losant_sim.DEFAULT_APPLICATIONS[0]
     with serve_in_thread(losant_sim.build_app(state)) as url:
-        source = LosantSource(
-            key="fleet",
-            name="Fleet",
-            base_url=url,
-            client=client,
-            api_token=state.api_token,
-            application_ids=[app],
-        )
+        source = _losant(url, client, state.api_token, app)
         expires = datetime.now(UTC) + timedelta(seconds=1.5)
         created = await source.create(
             CreateSpec(name="short-lived", application_id=app, expires_at=expires)
@@ -266,14 +263,7 @@ async def test_a_simulator_asked_to_vary_its_bytes_defeats_the_memo(
         assert answers[0].json() == answers[1].json()
         for answer in answers:
             assert int(answer.headers["content-length"]) == len(answer.content)
-        source = LosantSource(
-            key="fleet",
-            name="Fleet",
-            base_url=url,
-            client=client,
-            api_token=state.api_token,
-            application_ids=[app],
-        )
+        source = _losant(url, client, state.api_token, app)
         first = await _listed(source)
         assert await _listed(source) == first
         assert source._pages.hits == 0
@@ -287,14 +277,7 @@ async def test_a_remembered_losant_page_holds_no_secret(client: httpx.AsyncClien
     state = losant_sim.sample_state(6)
     app = losant_sim.DEFAULT_APPLICATIONS[0]
     with serve_in_thread(losant_sim.build_app(state)) as url:
-        source = LosantSource(
-            key="fleet",
-            name="Fleet",
-            base_url=url,
-            client=client,
-            api_token=state.api_token,
-            application_ids=[app],
-        )
+        source = _losant(url, client, state.api_token, app)
         headers = {"Authorization": f"Bearer {state.api_token}"}
         listed = await client.get(f"{url}/applications/{app}/tokens", headers=headers)
         secrets = [item["token"] for item in listed.json()["items"]]
