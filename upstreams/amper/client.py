@@ -60,29 +60,6 @@ from upstreams.model import (
 )
 
 _API = "/v1/access_tokens"
-
-
-_MAX_MEMO_LINK = 2048
-
-
-@lru_cache(maxsize=1024)
-def _points_at(base_url: str, link: str) -> bool:
-    """Whether ``link`` is this API's list URL at ``base_url`` (query aside). Memoised: the
-    same ``links.next`` comes back with every read of a page, and parsing it costs httpx
-    ~20 us."""
-    try:
-        url = httpx.URL(link)
-    except (httpx.InvalidURL, TypeError):
-        return False
-    base = httpx.URL(base_url)
-    return (
-        url.scheme == base.scheme
-        and url.host == base.host
-        and url.port == base.port
-        and url.path == f"{base.path.rstrip('/')}{_API}"
-    )
-
-
 MAX_PAGE_LENGTH = 100
 MAX_OFFSET = 1000
 MAX_NAME_LENGTH = 255
@@ -110,6 +87,27 @@ _UNSUPPORTED_CREATE_FIELDS = (
     ("subject", "subject"),
     ("allowed_sources", "allowedSources"),
 )
+
+
+_MAX_MEMO_LINK = 2048
+
+
+@lru_cache(maxsize=1024)
+def _points_at(base_url: str, link: str) -> bool:
+    """Whether ``link`` is this API's list URL at ``base_url`` (query aside). Memoised: the
+    same ``links.next`` comes back with every read of a page, and parsing it costs httpx
+    ~20 us."""
+    try:
+        url = httpx.URL(link)
+    except (httpx.InvalidURL, TypeError):
+        return False
+    base = httpx.URL(base_url)
+    return (
+        url.scheme == base.scheme
+        and url.host == base.host
+        and url.port == base.port
+        and url.path == f"{base.path.rstrip('/')}{_API}"
+    )
 
 
 class _OrderViolation(Exception):
