@@ -1,12 +1,15 @@
 """Load benchmark (run by hand): many concurrent clients against ``tokengate serve --demo``
 while one simulated upstream fails half its requests.
 
-    python benchmarks/load.py [--clients 200] [--seconds 30] [--runs 2]
+    python benchmarks/load.py [--clients 200] [--seconds 30] [--runs 2] [--fresh-answers]
 
 Reports per run: requests, HTTP status counts (any 5xx is a failure), the share of pages
 with a failed source, p50/p99 latency, the CPU seconds the gateway process (simulators
 included, with --demo) and this load generator used, and the gateway's RSS before and
 after; the RSS growth of the last run over the first must stay under 10%.
+``--fresh-answers``: every simulator sends each answer in new bytes (the same JSON), so the
+gateway cannot reuse the decoding of an earlier answer (upstreams/answer_memo.py): the
+figure for token lists that change between requests.
 """
 
 from __future__ import annotations
@@ -102,6 +105,9 @@ def main() -> None:
     parser.add_argument(
         "--failing", default="fleet", help="source key of the half-failing upstream"
     )
+    parser.add_argument(
+        "--fresh-answers", action="store_true", help="every upstream answer in new bytes"
+    )
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="tokengate-load-"))
     config = workdir / "load.toml"
@@ -137,10 +143,11 @@ def main() -> None:
         log.seek(0)
         sims = dict(re.findall(r"^\s+(\w+)\s+\w+\s+(http://127\.0\.0\.1:\d+)$", log.read(), re.M))
         failing = sims[args.failing]
-        httpx.post(
-            f"{failing}/_sim/faults",
-            json={"faults": [{"kind": "status", "status": 500, "every": 2}]},
-        ).raise_for_status()
+        for sim in sims.values():
+            faults = [{"kind": "status", "status": 500, "every": 2}] if sim == failing else []
+            httpx.post(
+                f"{sim}/_sim/faults", json={"faults": faults, "vary_bytes": args.fresh_answers}
+            ).raise_for_status()
         print(f"gateway pid {process.pid}; {args.failing} ({failing}) fails every 2nd request")
         baseline = rss_mb(process.pid)
         print(f"RSS before: {baseline:.1f} MB")
