@@ -8,9 +8,9 @@ Control endpoints (never logged, never faulted), on every simulator:
 ``latency_ms`` makes every answer leave that long after its request arrived (the
 simulator's own work included). ``vary_bytes`` (true/false) makes each JSON answer differ in
 its bytes from the one before (trailing whitespace: the same JSON), as a busy upstream's
-lists do: a gateway cannot reuse the decoding of an earlier answer. Faults apply to matching requests (method and path prefix),
-``times`` times (null: forever),
-and with ``every`` = N only to every N-th matching request (N=2: half of them).
+lists do: a gateway cannot reuse the decoding of an earlier answer. Faults apply to
+matching requests (method and path prefix), ``times`` times (null: forever), and with
+``every`` = N only to every N-th matching request (N=2: half of them).
 """
 
 from __future__ import annotations
