@@ -91,7 +91,12 @@ async def open_store(config: Config) -> StoreSource:
     engine = create_engine(config.store.url)
     await migrate(engine)
     hasher = SecretHasher(load_key(config.store.key_file))
-    return StoreSource(engine, hasher, touch_interval_s=config.store.touch_interval_s)
+    return StoreSource(
+        engine,
+        hasher,
+        touch_interval_s=config.store.touch_interval_s,
+        max_lineage_tokens=config.limits.max_lineage_tokens,
+    )
 
 
 async def prepare_store(config: Config) -> None:

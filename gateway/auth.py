@@ -70,7 +70,7 @@ class BearerAuth:
             await _unauthenticated(send, message)
             return
         if self.limiter is not None:
-            wait = self.limiter.acquire(principal.token_id)
+            wait = self.limiter.acquire(principal.bucket)
             if wait is not None:
                 await _rate_limited(send, wait)
                 return

@@ -61,6 +61,9 @@ class LimitsConfig:
     # Per caller token: sustained requests per second and the burst allowed at once.
     rate_per_s: float = 20.0
     burst: int = 60
+    # Live tokens one minting lineage may hold (a caller that is not an unbound admin and
+    # every token minted from it, directly or not).
+    max_lineage_tokens: int = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +101,14 @@ class Config:
 _SECTION_KEYS: dict[str, set[str]] = {
     "server": {"host", "port", "graphiql", "introspection", "cors_origins", "keep_alive_s"},
     "store": {"url", "key_file", "touch_interval_s"},
-    "limits": {"max_aliases", "max_depth", "max_cost", "rate_per_s", "burst"},
+    "limits": {
+        "max_aliases",
+        "max_depth",
+        "max_cost",
+        "rate_per_s",
+        "burst",
+        "max_lineage_tokens",
+    },
 }
 _SOURCE_KEYS = {
     "key",
@@ -274,6 +284,7 @@ def _from_file(path: Path, env: Mapping[str, str]) -> Config:
         max_cost=_positive(limits_raw, "max_cost", 1000, loc),
         rate_per_s=_positive_float(limits_raw, "rate_per_s", 20.0, loc),
         burst=_positive(limits_raw, "burst", 60, loc),
+        max_lineage_tokens=_positive(limits_raw, "max_lineage_tokens", 100, loc),
     )
     sources_raw = raw.get("sources", [])
     if not isinstance(sources_raw, list):

@@ -12,8 +12,7 @@ from strawberry.types import Info
 from schema.context import Context
 from schema.types import PageInfo
 from upstreams import errors, ids
-from upstreams.principal import ADMIN
-from upstreams.service import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, require
+from upstreams.service import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, require_unbound_admin
 from upstreams.store.source import AuditEvent as AuditRecord
 
 
@@ -74,7 +73,7 @@ def _event(record: AuditRecord) -> AuditEvent:
 async def audit_events(
     info: Info[Context, None], first: int | None = None, after: str | None = None
 ) -> AuditEventConnection:
-    require(info.context.principal, ADMIN)
+    require_unbound_admin(info.context.principal)
     size = DEFAULT_PAGE_SIZE if first is None else first
     if not 1 <= size <= MAX_PAGE_SIZE:
         raise errors.InvalidInput(f"first must be between 1 and {MAX_PAGE_SIZE}", argument="first")

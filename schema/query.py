@@ -24,7 +24,7 @@ from schema.types import (
 from upstreams import errors
 from upstreams import ids as global_ids
 from upstreams.principal import READ
-from upstreams.service import MAX_NODE_IDS, PageArgs, require
+from upstreams.service import MAX_NODE_IDS, PageArgs, may_read_source, require
 
 
 def _source_type(info: Info[Context, None], key: str) -> SourceType:
@@ -36,7 +36,8 @@ async def _node(info: Info[Context, None], global_id: str) -> Node | None:
     if type_name == "Source":
         principal = info.context.principal
         require(principal, READ)
-        if key not in info.context.service_types or not principal.may_use_source(key):
+        source = info.context.service.sources.get(key)
+        if source is None or not may_read_source(principal, source):
             return None
         return _source_type(info, key)
     result: TokenType | None = await info.context.token_loader.load(global_id)
@@ -122,4 +123,4 @@ class Query:
     def sources(self, info: Info[Context, None]) -> list[SourceType]:
         principal = info.context.principal
         require(principal, READ)
-        return [t for k, t in info.context.service_types.items() if principal.may_use_source(k)]
+        return [_source_type(info, s.key) for s in info.context.service.visible_sources(principal)]

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TypeVar, dataclass_transform
 
+from upstreams.principal import Reach
+
 _C = TypeVar("_C")
 
 
@@ -98,6 +100,9 @@ class Token:
     updated_at: datetime | None = None
     expires_at: datetime | None = None
     secret_hint: str | None = None
+    # Internal tokens only: the sources the token is bound to (None: unbound). Not served;
+    # the service compares it with the caller's own binding.
+    bound_sources: frozenset[str] | None = None
 
     def with_status(self, status: Status) -> Token:
         return replace(self, status=status)
@@ -142,6 +147,9 @@ class TokenFilter:
     # Set by the gateway from the caller's binding, never from client input: only tokens
     # whose owner is this user (internal tokens: their subject).
     owner_user: str | None = None
+    # Set by the gateway for every caller but an unbound admin, never from client input:
+    # only internal tokens whose rights this reach covers.
+    within: Reach | None = None
 
 
 SortValue = datetime | str | None

@@ -168,6 +168,9 @@ class ResilientSource:
     def health(self) -> str:
         return self.breaker.health
 
+    def owner_in_id(self, local_id: str) -> str | None:
+        return self.inner.owner_in_id(local_id)
+
     async def list_page(self, request: PageRequest) -> SourcePage:
         return await self._run(lambda: self.inner.list_page(request), idempotent=True)
 

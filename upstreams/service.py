@@ -20,6 +20,7 @@ from upstreams.merge import Cursor, MergedPage, decode_cursor, merge_pages, posi
 from upstreams.model import (
     Created,
     CreateSpec,
+    OwnerKind,
     PageRequest,
     Provider,
     SourcePage,
@@ -28,7 +29,7 @@ from upstreams.model import (
     TokenOrder,
     UpdateSpec,
 )
-from upstreams.principal import ADMIN, READ, WRITE, Principal
+from upstreams.principal import ADMIN, READ, WRITE, Principal, Reach, effective_scopes
 from upstreams.store.source import StoreSource
 
 log = logging.getLogger("tokengate.service")
@@ -86,7 +87,18 @@ class TokenService:
         return self._timeouts.get(key, self._default_timeout_s)
 
     def visible_sources(self, principal: Principal) -> list[TokenSource]:
-        return [s for s in self.sources.values() if principal.may_use_source(s.key)]
+        """The sources whose tokens the caller may read (``Query.sources`` lists these)."""
+        return [s for s in self.sources.values() if may_read_source(principal, s)]
+
+    def _may_ask(self, principal: Principal, source: TokenSource, local_id: str) -> bool:
+        """Whether looking ``local_id`` up could find a token the caller may see: decided
+        before the source is asked, so what the caller may not see costs nothing upstream.
+        The internal store is local: its tokens are judged once read (``may_see``)."""
+        if not may_read_source(principal, source):
+            return False
+        if principal.subject is None or source is self.store:
+            return True
+        return source.owner_in_id(local_id) == principal.subject
 
     # -- listing -------------------------------------------------------------------------
 
@@ -148,16 +160,22 @@ class TokenService:
 
     def _bind_filter(self, principal: Principal, flt: TokenFilter) -> TokenFilter:
         """Confine a user-bound caller to its own tokens, whatever the filter asked."""
+        within = None if principal.is_unbound_admin else principal.reach
         subject = principal.owner_user
         if subject is None:
-            return replace(flt, owner_user=None)
+            return replace(flt, owner_user=None, within=within)
         if flt.user_id is not None and flt.user_id != subject:
             raise errors.Forbidden("this token may only list its own user's tokens")
-        return replace(flt, user_id=subject, owner_user=subject)
+        return replace(flt, user_id=subject, owner_user=subject, within=within)
 
     def _selected(self, principal: Principal, flt: TokenFilter) -> list[TokenSource]:
         if flt.sources is not None:
-            unknown = sorted(k for k in flt.sources if k not in self.sources)
+            # A source the caller may not read is as unknown to it as one that is not there.
+            unknown = sorted(
+                k
+                for k in flt.sources
+                if k not in self.sources or not may_read_source(principal, self.sources[k])
+            )
             if unknown:
                 raise errors.InvalidInput(
                     f"unknown source {unknown[0]!r}", argument="filter.sources"
@@ -168,9 +186,7 @@ class TokenService:
                 continue
             if flt.providers is not None and source.provider not in flt.providers:
                 continue
-            if not principal.may_use_source(source.key):
-                continue
-            if principal.owner_user is not None and source.provider not in USER_OWNED_PROVIDERS:
+            if not may_read_source(principal, source):
                 continue
             chosen.append(source)
         return chosen
@@ -202,7 +218,12 @@ class TokenService:
             except errors.InvalidInput:
                 parsed.append(None)
                 continue
-            if type_name != "Token" or key not in self.sources:
+            source = self.sources.get(key)
+            if (
+                type_name != "Token"
+                or source is None
+                or not self._may_ask(principal, source, local_id)
+            ):
                 parsed.append(None)
                 continue
             parsed.append((key, local_id))
@@ -263,7 +284,11 @@ class TokenService:
                 raise errors.Unsupported(f"source {source_key!r} cannot create tokens")
             if isinstance(source, StoreSource):
                 spec = self._bounded_internal_spec(principal, spec)
-                created = await self.store.create(spec, created_by=principal.token_id)
+                created = await self.store.create(
+                    spec,
+                    created_by=principal.token_id or None,
+                    lineage=None if principal.is_unbound_admin else principal.bucket,
+                )
             else:
                 if principal.owner_user is not None:
                     raise errors.Forbidden(
@@ -279,13 +304,13 @@ class TokenService:
         return created
 
     def _bounded_internal_spec(self, principal: Principal, spec: CreateSpec) -> CreateSpec:
-        """Nobody creates a token with more scopes or a wider binding than their own."""
-        if spec.scopes is not None and not principal.is_admin:
-            wider = sorted(set(spec.scopes) - principal.scopes)
-            if wider:
-                raise errors.Forbidden(f"cannot grant scope {wider[0]!r}: the caller lacks it")
-        if spec.scopes is None and not principal.has(READ):
-            raise errors.Forbidden("cannot grant scope 'tokens:read': the caller lacks it")
+        """Nobody creates a token with more scopes or a wider binding than their own: the
+        new token's ``Reach`` must be covered by the caller's."""
+        reach = principal.reach
+        granted = effective_scopes(spec.scopes if spec.scopes is not None else (READ,))
+        wider = sorted(granted - reach.scopes)
+        if wider:
+            raise errors.Forbidden(f"cannot grant scope {wider[0]!r}: the caller lacks it")
         subject = spec.subject
         if principal.owner_user is not None:
             if subject is not None and subject != principal.owner_user:
@@ -303,6 +328,8 @@ class TokenService:
                 allowed = principal.allowed_sources
             elif not allowed <= principal.allowed_sources:
                 raise errors.Forbidden("cannot allow sources the caller may not use")
+        if not reach.covers(Reach(granted, subject, allowed)):  # the checks above, once more
+            raise errors.Forbidden("cannot create a token wider than the caller")
         return replace(spec, subject=subject, allowed_sources=allowed)
 
     async def update_token(self, principal: Principal, global_id: str, spec: UpdateSpec) -> Token:
@@ -375,14 +402,44 @@ def require(principal: Principal, scope: str) -> None:
         raise errors.Forbidden(f"this operation needs the scope {scope!r}")
 
 
+def require_unbound_admin(principal: Principal) -> None:
+    """For what spans every owner and source (the audit log)."""
+    require(principal, ADMIN)
+    if not principal.is_unbound_admin:
+        raise errors.Forbidden(
+            "this operation needs a tokens:admin token bound to no user or source"
+        )
+
+
+def may_read_source(principal: Principal, source: TokenSource) -> bool:
+    """Whether the caller may read tokens of ``source`` at all: its source binding allows
+    it, and a caller bound to a user reads only sources whose tokens can belong to users."""
+    if not principal.may_use_source(source.key):
+        return False
+    return principal.subject is None or source.provider in USER_OWNED_PROVIDERS
+
+
+def token_reach(token: Token) -> Reach:
+    """The rights an internal token grants its holder."""
+    owner = token.owner
+    subject = owner.id if owner is not None and owner.kind is OwnerKind.USER else None
+    return Reach(effective_scopes(token.scopes), subject, token.bound_sources)
+
+
 def may_see(principal: Principal, token: Token) -> bool:
-    """Whether a token is the caller's to see (sources and owner binding; admins see all)."""
+    """Whether a token is the caller's to see and act on: the caller's source and user
+    bindings hold whatever its scopes, and an internal token must be no wider than the
+    caller (``Reach.covers``) unless the caller is an unbound admin."""
     if not principal.may_use_source(token.source):
         return False
     subject = principal.owner_user
-    if subject is None:
-        return True
-    return token.owner is not None and token.owner.kind == "USER" and token.owner.id == subject
+    if subject is not None and (
+        token.owner is None or token.owner.kind is not OwnerKind.USER or token.owner.id != subject
+    ):
+        return False
+    if token.provider is Provider.INTERNAL and not principal.is_unbound_admin:
+        return principal.reach.covers(token_reach(token))
+    return True
 
 
 def _page_window(args: PageArgs, order: TokenOrder) -> tuple[int, bool, Cursor | None]:
@@ -409,4 +466,13 @@ def _page_window(args: PageArgs, order: TokenOrder) -> tuple[int, bool, Cursor |
     return size, backward, cursor
 
 
-__all__ = ["ADMIN", "PageArgs", "SourceFailure", "TokenList", "TokenService", "may_see"]
+__all__ = [
+    "ADMIN",
+    "PageArgs",
+    "SourceFailure",
+    "TokenList",
+    "TokenService",
+    "may_read_source",
+    "may_see",
+    "require_unbound_admin",
+]

@@ -13,6 +13,7 @@ from upstreams.service import PageArgs, TokenService
 from upstreams.store import StoreSource
 
 ADMIN = Principal(token_id="t", scopes=frozenset({"tokens:admin"}))
+RW = ("tokens:read", "tokens:write")
 ORDERS = [TokenOrder(f, d) for f in OrderField for d in Direction]
 
 
@@ -137,11 +138,25 @@ async def test_a_user_bound_caller_sees_only_its_own_tokens(
     seeded: tuple[TokenService, list[Seeded]],
 ) -> None:
     service, rows = seeded
-    bound = Principal(token_id="u", scopes=frozenset({"tokens:read"}), subject="user-a")
+    bound = Principal(token_id="u", scopes=frozenset(RW), subject="user-a")
     # Even when it asks for the filter's owner_user itself, the binding decides.
     result = await service.list_tokens(
         bound, TokenFilter(owner_user="user-b"), TokenOrder(), PageArgs(first=100)
     )
     want = sorted(r.id for r in rows if r.subject == "user-a")
+    assert sorted(e.token.local_id for e in result.page.edges) == want
+    assert result.page.total_count == len(want)
+
+
+async def test_a_caller_lists_no_token_wider_than_itself(
+    seeded: tuple[TokenService, list[Seeded]],
+) -> None:
+    """The store applies ``Reach.covers`` in SQL: a reader bound to user-a lists user-a's
+    read-only tokens, not its writers (which the seed mixes in), and the count agrees."""
+    service, rows = seeded
+    reader = Principal(token_id="u", scopes=frozenset({"tokens:read"}), subject="user-a")
+    result = await service.list_tokens(reader, TokenFilter(), TokenOrder(), PageArgs(first=100))
+    want = sorted(r.id for r in rows if r.subject == "user-a" and r.scopes == ("tokens:read",))
+    assert want and len(want) < len([r for r in rows if r.subject == "user-a"])
     assert sorted(e.token.local_id for e in result.page.edges) == want
     assert result.page.total_count == len(want)

@@ -58,6 +58,9 @@ class Scripted:
         assert isinstance(result, SourcePage)
         return result
 
+    def owner_in_id(self, local_id: str) -> str | None:
+        return None
+
     async def get_many(self, local_ids: Sequence[str]) -> dict[str, Token]:
         await self._next()
         return {}

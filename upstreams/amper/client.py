@@ -265,6 +265,9 @@ class AmperSource:
 
     # -- single tokens -------------------------------------------------------------------
 
+    def owner_in_id(self, local_id: str) -> str | None:
+        return None  # tokens of an account/application, never of a user
+
     async def get_many(self, local_ids: Sequence[str]) -> dict[str, Token]:
         wanted = list(dict.fromkeys(i for i in local_ids if is_valid_id(i)))
         if not wanted:

@@ -347,6 +347,9 @@ class LosantSource:
 
     # -- single tokens ---------------------------------------------------------------------
 
+    def owner_in_id(self, local_id: str) -> str | None:
+        return None  # tokens of an account/application, never of a user
+
     async def get_many(self, local_ids: Sequence[str]) -> dict[str, Token]:
         wanted: dict[tuple[str, str], list[str]] = {}
         for local_id in local_ids:

@@ -121,6 +121,10 @@ class OAuthSource:
             items=[SourceItem(token) for token in page], has_more=has_more, total_count=total
         )
 
+    def owner_in_id(self, local_id: str) -> str | None:
+        parsed = parse_local_id(local_id)
+        return parsed[0] if parsed is not None else None
+
     async def get_many(self, local_ids: Sequence[str]) -> dict[str, Token]:
         wanted: dict[str, set[str]] = {}
         for local_id in local_ids:

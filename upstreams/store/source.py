@@ -35,9 +35,9 @@ from upstreams.model import (
     effective_status,
 )
 from upstreams.ordering import DEFAULT_STATUSES
-from upstreams.principal import KNOWN_SCOPES, READ, Principal
+from upstreams.principal import ADMIN, KNOWN_SCOPES, READ, Principal, Reach
 from upstreams.store import credentials
-from upstreams.store.tables import audit_events, token_scopes, tokens
+from upstreams.store.tables import audit_events, token_scopes, token_sources, tokens
 
 INTERNAL_KEY = "internal"
 MAX_NAME = 255
@@ -47,6 +47,8 @@ MIN_BOOTSTRAP_LENGTH = 16
 # through this process stops working at once; through another replica, within this time.
 AUTH_CACHE_S = 2.0
 AUTH_CACHE_ENTRIES = 10_000
+# Active tokens one minting lineage may hold (see ``StoreSource.create``).
+DEFAULT_MAX_LINEAGE_TOKENS = 100
 _ID_CHARS = frozenset("0123456789abcdef")
 
 
@@ -108,8 +110,10 @@ class StoreSource:
         name: str = "Internal store",
         touch_interval_s: float = 60.0,
         auth_cache_s: float = AUTH_CACHE_S,
+        max_lineage_tokens: int = DEFAULT_MAX_LINEAGE_TOKENS,
     ) -> None:
         self._engine = engine
+        self._max_lineage_tokens = max_lineage_tokens
         self._hasher = hasher
         self._name = name
         self._touch_interval_s = touch_interval_s
@@ -178,6 +182,8 @@ class StoreSource:
         clauses: list[sa.ColumnElement[bool]] = [self._status_clause(flt.statuses, now_us)]
         if flt.owner_user is not None:
             clauses.append(tokens.c.subject == flt.owner_user)
+        if flt.within is not None:
+            clauses.append(self._within_clause(flt.within))
         if flt.name_glob is not None:
             clauses.append(tokens.c.name_key.like(glob_to_like(flt.name_glob), escape="\\"))
         if flt.scope is not None:
@@ -190,6 +196,29 @@ class StoreSource:
             clauses.append(tokens.c.created_at > to_us(flt.created_after))
         if flt.created_before is not None:
             clauses.append(tokens.c.created_at < to_us(flt.created_before))
+        return sa.and_(*clauses)
+
+    @staticmethod
+    def _within_clause(reach: Reach) -> sa.ColumnElement[bool]:
+        """Tokens whose rights ``reach`` covers (``Reach.covers``, in SQL)."""
+        clauses: list[sa.ColumnElement[bool]] = [sa.true()]
+        if ADMIN not in reach.scopes:
+            clauses.append(
+                ~sa.exists().where(
+                    token_scopes.c.token_id == tokens.c.id,
+                    token_scopes.c.scope.not_in(sorted(reach.scopes)),
+                )
+            )
+        if reach.subject is not None:
+            clauses.append(tokens.c.subject == reach.subject)
+        if reach.sources is not None:
+            clauses.append(tokens.c.allowed_sources.is_not(None))
+            clauses.append(
+                ~sa.exists().where(
+                    token_sources.c.token_id == tokens.c.id,
+                    token_sources.c.source.not_in(sorted(reach.sources)),
+                )
+            )
         return sa.and_(*clauses)
 
     @staticmethod
@@ -267,9 +296,13 @@ class StoreSource:
             last_used_at=from_us(row["last_used_at"]),
             expires_at=expires_at,
             secret_hint=row["secret_hint"],
+            bound_sources=_sources(row["allowed_sources"]),
         )
 
     # -- lookups -------------------------------------------------------------------------
+
+    def owner_in_id(self, local_id: str) -> str | None:
+        return None  # the subject is in the row, not the id
 
     async def get_many(self, local_ids: Sequence[str]) -> dict[str, Token]:
         wanted = sorted({i for i in local_ids if valid_local_id(i)})
@@ -295,7 +328,12 @@ class StoreSource:
 
     # -- writes --------------------------------------------------------------------------
 
-    async def create(self, spec: CreateSpec, *, created_by: str | None = None) -> Created:
+    async def create(
+        self, spec: CreateSpec, *, created_by: str | None = None, lineage: str | None = None
+    ) -> Created:
+        """A new token. ``lineage`` (None: the new token is its own) is the token whose rate
+        bucket it shares; a lineage holds at most ``max_lineage_tokens`` active tokens, so a
+        caller cannot escape its rate limit, or fill the store, by minting."""
         name = _valid_name(spec.name)
         description = _valid_description(spec.description)
         scopes = tuple(dict.fromkeys(spec.scopes)) if spec.scopes is not None else (READ,)
@@ -319,6 +357,8 @@ class StoreSource:
             raise errors.InvalidInput("expiresAt must be in the future", argument="expiresAt")
         if spec.subject is not None and not (0 < len(spec.subject) <= 255):
             raise errors.InvalidInput("subject must be 1 to 255 characters", argument="subject")
+        if lineage is not None:
+            await self._check_lineage_quota(lineage)
         secret = credentials.new_secret()
         token_id = secrets.token_hex(16)
         await self._insert(
@@ -332,8 +372,31 @@ class StoreSource:
             secret=secret,
             now=now,
             created_by=created_by,
+            lineage=lineage,
         )
         return Created(token=await self.get(token_id), secret=secret)
+
+    async def _check_lineage_quota(self, lineage: str) -> None:
+        now_us = to_us(_now())
+        active = sa.and_(
+            tokens.c.status.in_([Status.ACTIVE.value, Status.INACTIVE.value]),
+            sa.or_(tokens.c.expires_at.is_(None), tokens.c.expires_at > now_us),
+        )
+        query = (
+            sa.select(sa.func.count())
+            .select_from(tokens)
+            .where(sa.or_(tokens.c.lineage == lineage, tokens.c.id == lineage), active)
+        )
+        try:
+            async with self._engine.connect() as conn:
+                held = int((await conn.execute(query)).scalar_one())
+        except SQLAlchemyError as exc:
+            raise errors.UpstreamUnavailable(self.key, "the internal store is unreachable") from exc
+        if held >= self._max_lineage_tokens:
+            raise errors.Forbidden(
+                f"this caller's tokens and those minted from it already hold "
+                f"{self._max_lineage_tokens} live tokens: revoke some first"
+            )
 
     async def _insert(
         self,
@@ -349,6 +412,7 @@ class StoreSource:
         now: datetime,
         created_by: str | None,
         is_bootstrap: bool = False,
+        lineage: str | None = None,
     ) -> None:
         now_us = to_us(now)
         values = {
@@ -370,6 +434,7 @@ class StoreSource:
             "secret_hint": credentials.hint(secret),
             "is_bootstrap": is_bootstrap,
             "created_by": created_by,
+            "lineage": lineage,
         }
         try:
             async with self._engine.begin() as conn:
@@ -377,6 +442,11 @@ class StoreSource:
                 if scopes:
                     await conn.execute(
                         token_scopes.insert(), [{"token_id": token_id, "scope": s} for s in scopes]
+                    )
+                if allowed_sources:
+                    await conn.execute(
+                        token_sources.insert(),
+                        [{"token_id": token_id, "source": k} for k in sorted(allowed_sources)],
                     )
         except SQLAlchemyError as exc:
             raise errors.UpstreamUnavailable(
@@ -459,6 +529,7 @@ class StoreSource:
             scopes=frozenset(json.loads(row["scopes"])),
             subject=row["subject"],
             allowed_sources=_sources(row["allowed_sources"]),
+            rate_key=row["lineage"] or row["id"],
         )
         ttl = self._auth_cache_s
         if expires_at is not None:
@@ -520,7 +591,11 @@ class StoreSource:
                         allowed_sources=None,
                         expires_at=None,
                         is_bootstrap=True,
+                        lineage=None,
                     )
+                )
+                await conn.execute(
+                    token_sources.delete().where(token_sources.c.token_id == existing[0])
                 )
                 await conn.execute(
                     token_scopes.delete().where(token_scopes.c.token_id == existing[0])

@@ -30,6 +30,9 @@ tokens = sa.Table(
     sa.Column("secret_hint", sa.String(16), nullable=False),
     sa.Column("is_bootstrap", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("created_by", sa.String(32), nullable=True),
+    # The token whose rate bucket and minting quota this one shares (NULL: itself).
+    sa.Column("lineage", Id, nullable=True),
+    sa.Index("ix_tokens_lineage", "lineage", "status"),
     sa.Index("ix_tokens_created", "created_at", "id"),
     sa.Index("ix_tokens_name", "name_key", "id"),
     sa.Index("ix_tokens_last_used", "last_used_at", "id"),
@@ -43,6 +46,14 @@ token_scopes = sa.Table(
     sa.Column("token_id", Id, sa.ForeignKey("tokens.id", ondelete="CASCADE"), primary_key=True),
     sa.Column("scope", sa.String(255), primary_key=True),
     sa.Index("ix_token_scopes_scope", "scope", "token_id"),
+)
+
+# One row per source of a source-bound token (the JSON column stays the record).
+token_sources = sa.Table(
+    "token_sources",
+    metadata,
+    sa.Column("token_id", Id, sa.ForeignKey("tokens.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("source", sa.String(64), primary_key=True),
 )
 
 audit_events = sa.Table(
