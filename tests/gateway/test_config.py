@@ -171,3 +171,14 @@ def test_timeouts(tmp_path: Path) -> None:
     bad = GOOD.replace("timeout_s = 3", "timeout_s = 3\ntotal_timeout_s = 0")
     with pytest.raises(ConfigError, match="total_timeout_s must be between 0 and 300"):
         load(write(tmp_path, bad), environ=ENV)
+
+
+def test_lineage_limit(tmp_path: Path) -> None:
+    assert load(write(tmp_path, GOOD), environ=ENV).limits.max_lineage_tokens == 100
+    text = GOOD.replace(
+        'url = "sqlite:///data/tg.db"',
+        'url = "sqlite:///data/tg.db"\n\n[limits]\nmax_lineage_tokens = 7',
+    )
+    assert load(write(tmp_path, text), environ=ENV).limits.max_lineage_tokens == 7
+    with pytest.raises(ConfigError, match="max_lineage_tokens"):
+        load(write(tmp_path, text.replace("= 7", "= 0")), environ=ENV)
