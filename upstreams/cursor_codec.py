@@ -44,13 +44,15 @@ def hkdf_sha256(key_material: bytes, *, salt: bytes, info: bytes, length: int = 
 class CursorCodec:
     """Seals cursor payloads with a MAC and opens only sealed ones (see the module)."""
 
-    __slots__ = ("_mac",)
+    __slots__ = ("_kinds", "_mac")
 
     def __init__(self, cursor_key: bytes) -> None:
         if len(cursor_key) < MIN_KEY_BYTES:
             raise ValueError(f"a cursor key must be at least {MIN_KEY_BYTES} bytes")
-        # A keyed state copied per cursor: the key schedule is paid once, not per edge.
+        # Keyed states copied per cursor (one per kind, its prefix already absorbed): the
+        # key schedule is paid once, not once per edge of every page.
         self._mac = hmac.new(cursor_key, digestmod=hashlib.sha256)
+        self._kinds: dict[bytes, hmac.HMAC] = {}
 
     @classmethod
     def from_server_key(cls, server_key: bytes) -> CursorCodec:
@@ -67,9 +69,14 @@ class CursorCodec:
         return "CursorCodec(<key hidden>)"
 
     def _tag(self, kind: bytes, payload: bytes) -> bytes:
-        mac = self._mac.copy()
-        mac.update(kind)
-        mac.update(b"\x00")
+        base = self._kinds.get(kind)
+        if base is None:
+            if b"\x00" in kind:
+                raise ValueError("a cursor kind holds no NUL byte")
+            base = self._mac.copy()
+            base.update(kind + b"\x00")
+            self._kinds[kind] = base
+        mac = base.copy()
         mac.update(payload)
         return mac.digest()
 
