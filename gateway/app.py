@@ -29,6 +29,7 @@ from schema.build import build_schema
 from schema.limits import Limits
 from schema.types import SourceCapabilities, SourceType
 from upstreams import ids
+from upstreams.cursor_codec import CursorCodec
 from upstreams.service import TokenService
 from upstreams.store import SecretHasher, StoreSource, create_engine, load_key, migrate
 
@@ -178,7 +179,12 @@ def create_app(config: Config, *, freeze_heap: bool = False) -> Starlette:
         client = http_client()
         upstreams = build_upstreams(config.sources, client)
         service = TokenService(
-            store, upstreams, timeouts_s={s.key: s.deadline_s for s in config.sources}
+            store,
+            upstreams,
+            timeouts_s={s.key: s.deadline_s for s in config.sources},
+            # From the server key (open_store has made sure it exists): every worker and
+            # replica sharing the key accepts the others' cursors, a restart keeps them.
+            cursors=CursorCodec.from_server_key(load_key(config.store.key_file)),
         )
         view = GatewayView(schema, service, source_types(service), graphiql=config.server.graphiql)
         limiter = TokenBuckets(config.limits.rate_per_s, config.limits.burst)

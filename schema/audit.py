@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from datetime import datetime
 
 import strawberry
@@ -12,6 +10,7 @@ from strawberry.types import Info
 from schema.context import Context
 from schema.types import PageInfo
 from upstreams import errors, ids
+from upstreams.cursor_codec import CursorCodec
 from upstreams.service import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, require_unbound_admin
 from upstreams.store.source import AuditEvent as AuditRecord
 
@@ -43,19 +42,21 @@ class AuditEventConnection:
     page_info: PageInfo
 
 
-def _cursor(event_id: int) -> str:
-    return base64.urlsafe_b64encode(f"audit:{event_id}".encode()).decode().rstrip("=")
+# Audit cursors are sealed like token cursors, under their own kind: neither passes as the
+# other, and only ids the gateway listed come back.
+AUDIT_CURSOR_KIND = b"audit"
+_MAX_EVENT_ID = 2**63 - 1
 
 
-def _decode(cursor: str) -> int:
-    try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        prefix, _, number = text.partition(":")
-        if prefix != "audit" or not number.isdigit() or len(number) > 18:
-            raise ValueError(cursor)
-        return int(number)
-    except (ValueError, UnicodeDecodeError, binascii.Error) as exc:
-        raise errors.InvalidCursor("the cursor is not valid: use one from a previous page") from exc
+def _cursor(codec: CursorCodec, event_id: int) -> str:
+    return codec.seal(str(event_id).encode("ascii"), kind=AUDIT_CURSOR_KIND)
+
+
+def _decode(codec: CursorCodec, cursor: str) -> int:
+    raw = codec.open(cursor, kind=AUDIT_CURSOR_KIND)
+    if not raw.isdigit() or len(raw) > 19 or int(raw) > _MAX_EVENT_ID:
+        raise errors.InvalidCursor("the cursor is not valid: use one from a previous page")
+    return int(raw)
 
 
 def _event(record: AuditRecord) -> AuditEvent:
@@ -77,9 +78,10 @@ async def audit_events(
     size = DEFAULT_PAGE_SIZE if first is None else first
     if not 1 <= size <= MAX_PAGE_SIZE:
         raise errors.InvalidInput(f"first must be between 1 and {MAX_PAGE_SIZE}", argument="first")
-    before_id = _decode(after) if after is not None else None
+    codec = info.context.service.cursors
+    before_id = _decode(codec, after) if after is not None else None
     records, more = await info.context.service.store.list_audit(size, before_id)
-    edges = [AuditEventEdge(cursor=_cursor(r.id), node=_event(r)) for r in records]
+    edges = [AuditEventEdge(cursor=_cursor(codec, r.id), node=_event(r)) for r in records]
     return AuditEventConnection(
         edges=edges,
         nodes=[e.node for e in edges],

@@ -3,22 +3,23 @@
 Pure and synchronous; it knows nothing about any particular source. A cursor is the
 boundary's sort key in the gateway's total order (so every source can seek past it) plus
 each source's own resume hint for its last item consumed in the same walk direction (so an
-offset- or page-based upstream resumes without re-reading earlier pages).
+offset- or page-based upstream resumes without re-reading earlier pages). Cursors are
+sealed by the ``CursorCodec`` passed in: a cursor the gateway did not issue is refused
+before any source sees its hints.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import heapq
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
+from upstreams.cursor_codec import INVALID, CursorCodec
 from upstreams.errors import InvalidCursor
 from upstreams.model import (
     Direction,
@@ -32,8 +33,11 @@ from upstreams.model import (
 )
 from upstreams.ordering import order_tuple, sort_value
 
-CURSOR_VERSION = 1
-MAX_CURSOR_LENGTH = 4096
+# 2: sealed by a CursorCodec (1 was unsigned and is refused).
+CURSOR_VERSION = 2
+CURSOR_KIND = b"tokens"
+MAX_POSITION_LENGTH = 512
+MAX_NAME_VALUE_LENGTH = 1024
 _FIELD_CODES = {f: f.value for f in OrderField}
 
 
@@ -47,15 +51,22 @@ class Cursor:
     positions: Mapping[str, str] = field(default_factory=dict)
 
 
-def encode_cursor(cursor: Cursor) -> str:
-    """Opaque, URL-safe, versioned text for ``cursor``."""
+def encode_cursor(cursor: Cursor, codec: CursorCodec) -> str:
+    """Opaque, URL-safe, versioned, signed text for ``cursor``."""
     key = cursor.key
     return _cursor_text(
-        cursor.order, key.value, key.source, key.local_id, cursor.backward, cursor.positions
+        codec,
+        cursor.order,
+        key.value,
+        key.source,
+        key.local_id,
+        cursor.backward,
+        cursor.positions,
     )
 
 
 def _cursor_text(
+    codec: CursorCodec,
     order: TokenOrder,
     value: SortValue,
     source: str,
@@ -72,19 +83,19 @@ def _cursor_text(
         "p": positions,
     }
     raw = orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)
-    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+    return codec.seal(raw, kind=CURSOR_KIND)
 
 
-def decode_cursor(text: str, order: TokenOrder) -> Cursor:
+def decode_cursor(text: str, order: TokenOrder, codec: CursorCodec) -> Cursor:
     """The cursor in ``text``, checked against the order it is used with.
 
     Raises ``InvalidCursor`` for anything that is not a cursor of this gateway for this
-    order: the message says what to do, never how the cursor is built.
+    order: the message says what to do, never how the cursor is built. The payload is
+    still checked field by field after its MAC: a signed cursor is trusted to be ours, not
+    to be well-formed forever.
     """
-    if not text or len(text) > MAX_CURSOR_LENGTH:
-        raise InvalidCursor("the cursor is not valid: use a cursor from a previous page")
+    raw = codec.open(text, kind=CURSOR_KIND)
     try:
-        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
         payload = json.loads(raw.decode("utf-8"))
         if not isinstance(payload, dict) or payload.get("v") != CURSOR_VERSION:
             raise ValueError("version")
@@ -95,7 +106,7 @@ def decode_cursor(text: str, order: TokenOrder) -> Cursor:
             raise ValueError("key")
         positions = payload.get("p", {})
         if not isinstance(positions, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) and len(v) <= 512
+            isinstance(k, str) and isinstance(v, str) and len(v) <= MAX_POSITION_LENGTH
             for k, v in positions.items()
         ):
             raise ValueError("positions")
@@ -103,8 +114,8 @@ def decode_cursor(text: str, order: TokenOrder) -> Cursor:
         if backward not in (0, 1):
             raise ValueError("direction")
         key = SortKey(_decode_value(value, cursor_order.field), source, local_id)
-    except (ValueError, TypeError, KeyError, UnicodeDecodeError, binascii.Error) as exc:
-        raise InvalidCursor("the cursor is not valid: use a cursor from a previous page") from exc
+    except (ValueError, TypeError, KeyError, OverflowError) as exc:
+        raise InvalidCursor(INVALID) from exc
     if cursor_order != order:
         raise InvalidCursor(
             "the cursor belongs to another orderBy: start again without after/before"
@@ -127,13 +138,18 @@ def _decode_value(raw: Any, order_field: OrderField) -> SortValue:
         raise ValueError("value")
     if order_field is OrderField.NAME:
         text = raw["s"]
-        if not isinstance(text, str) or len(text) > 1024:
+        if not isinstance(text, str) or len(text) > MAX_NAME_VALUE_LENGTH:
             raise ValueError("value")
         return text
-    parsed = datetime.fromisoformat(raw["t"])
-    if parsed.tzinfo is None:
+    text = raw["t"]
+    if not isinstance(text, str) or len(text) > 64:
         raise ValueError("value")
-    return parsed
+    parsed = datetime.fromisoformat(text)
+    if parsed.utcoffset() is None:
+        raise ValueError("value")
+    # In UTC, or refused: an instant outside years 1..9999 once in UTC cannot be compared,
+    # converted or stored anywhere downstream (astimezone raises OverflowError for it).
+    return parsed.astimezone(UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +186,7 @@ def merge_pages(
     cursor: Cursor | None,
     backward: bool,
     count_complete: bool,
+    codec: CursorCodec,
 ) -> MergedPage:
     """Merge each source's page (each already in walk order) into one Relay page.
 
@@ -203,7 +220,7 @@ def merge_pages(
             positions.pop(src, None)
         token = item.token
         value = sort_value(token, order_field)
-        text = _cursor_text(order, value, token.source, token.local_id, backward, positions)
+        text = _cursor_text(codec, order, value, token.source, token.local_id, backward, positions)
         taken.append((token, text))
     more_in_walk = leftover or any(page.has_more for page in pages.values())
     if backward:
@@ -225,6 +242,7 @@ def positions_for(cursor: Cursor | None, backward: bool, source: str) -> str | N
 
 
 __all__ = [
+    "CURSOR_VERSION",
     "Cursor",
     "Edge",
     "MergedPage",

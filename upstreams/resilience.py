@@ -7,6 +7,12 @@
   (the service's per-source timeout). Creates and updates are never retried.
 - The breaker opens after ``failure_threshold`` consecutive failures, fails fast while
   open, lets one probe through after ``reset_after_s`` (half-open), and closes on success.
+- Only the upstream's own trouble is a failure: connection errors, timeouts, 5xx, 401/403
+  (the gateway's credential refused), 408, 429 and unusable answers. What the caller's
+  input caused never is (an ``InvalidInput``/``InvalidCursor``/``NotFound``/``Forbidden``,
+  or any other 4xx answer): else one caller's bad requests would cut the source off for
+  everyone. Such an outcome proves nothing about the upstream, so it neither resets the
+  failure count nor closes a half-open breaker; it only frees the probe.
 - The bulkhead caps concurrent calls per source; callers wait for a slot within the deadline.
 """
 
@@ -37,6 +43,8 @@ from upstreams.model import (
 log = logging.getLogger("tokengate.resilience")
 T = TypeVar("T")
 RETRYABLE_STATUSES = frozenset({502, 503, 504})
+# 4xx answers that say the upstream is refusing the gateway itself, or is overloaded.
+FAILING_CLIENT_STATUSES = frozenset({401, 403, 408, 429})
 # Upstreams whose revoke the provider documents as idempotent (OAuth-style: always 204).
 IDEMPOTENT_REVOKE = frozenset({Provider.OAUTH})
 
@@ -107,6 +115,10 @@ class CircuitBreaker:
         self._opened_at = None
         self._probing = False
 
+    def neutral(self) -> None:
+        """A call that says nothing about the upstream's health: only free the probe."""
+        self._probing = False
+
     def failure(self) -> None:
         self._failures += 1
         was_probing, self._probing = self._probing, False
@@ -126,8 +138,18 @@ def retryable(exc: errors.UpstreamError) -> bool:
 
 
 def counts_as_failure(exc: BaseException) -> bool:
-    """Upstream trouble trips the breaker; a caller's mistake (not found, bad input) does not."""
-    return isinstance(exc, (errors.UpstreamError, TimeoutError))
+    """Upstream trouble trips the breaker; a caller's mistake (not found, bad input, an
+    upstream 4xx other than ``FAILING_CLIENT_STATUSES``) does not (see the module)."""
+    if isinstance(exc, TimeoutError):
+        return True
+    if not isinstance(exc, errors.UpstreamError):
+        return False
+    if isinstance(
+        exc, (errors.UpstreamTimeout, errors.UpstreamUnauthorized, errors.UpstreamRateLimited)
+    ):
+        return True
+    status = exc.status
+    return status is None or not 400 <= status < 500 or status in FAILING_CLIENT_STATUSES
 
 
 class ResilientSource:
@@ -207,8 +229,8 @@ class ResilientSource:
             except Exception as exc:
                 if counts_as_failure(exc):
                     self.breaker.failure()
-                elif self.breaker.state is not BreakerState.CLOSED:
-                    self.breaker.success()
+                else:
+                    self.breaker.neutral()
                 if (
                     attempt == attempts
                     or not isinstance(exc, errors.UpstreamError)

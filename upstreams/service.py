@@ -16,6 +16,7 @@ from typing import TypeVar
 
 from upstreams import errors, ids
 from upstreams.base import TokenSource
+from upstreams.cursor_codec import CursorCodec
 from upstreams.merge import Cursor, MergedPage, decode_cursor, merge_pages, positions_for
 from upstreams.model import (
     Created,
@@ -73,8 +74,11 @@ class TokenService:
         *,
         timeouts_s: Mapping[str, float] | None = None,
         default_timeout_s: float = 10.0,
+        cursors: CursorCodec | None = None,
     ) -> None:
         self.store = store
+        # Signs every cursor handed out; without one, cursors hold in this process only.
+        self.cursors = cursors if cursors is not None else CursorCodec.ephemeral()
         self.sources: dict[str, TokenSource] = {store.key: store}
         for source in upstreams:
             if source.key in self.sources:
@@ -106,7 +110,7 @@ class TokenService:
         self, principal: Principal, flt: TokenFilter, order: TokenOrder, args: PageArgs
     ) -> TokenList:
         require(principal, READ)
-        limit, backward, cursor = _page_window(args, order)
+        limit, backward, cursor = _page_window(args, order, self.cursors)
         flt = self._bind_filter(principal, flt)
         failures: list[SourceFailure] = []
         chosen: list[TokenSource] = []
@@ -155,6 +159,7 @@ class TokenService:
             cursor=cursor,
             backward=backward,
             count_complete=count_complete,
+            codec=self.cursors,
         )
         return TokenList(page=page, failures=failures)
 
@@ -442,7 +447,9 @@ def may_see(principal: Principal, token: Token) -> bool:
     return True
 
 
-def _page_window(args: PageArgs, order: TokenOrder) -> tuple[int, bool, Cursor | None]:
+def _page_window(
+    args: PageArgs, order: TokenOrder, codec: CursorCodec
+) -> tuple[int, bool, Cursor | None]:
     """(limit, backward, decoded cursor) from Relay arguments, refusing ambiguous ones."""
     if args.first is not None and args.last is not None:
         raise errors.InvalidInput("pass first or last, not both", argument="last")
@@ -462,7 +469,7 @@ def _page_window(args: PageArgs, order: TokenOrder) -> tuple[int, bool, Cursor |
             f"{argument} must be between 1 and {MAX_PAGE_SIZE} (got {size})", argument=argument
         )
     text = args.before if backward else args.after
-    cursor = decode_cursor(text, order) if text is not None else None
+    cursor = decode_cursor(text, order, codec) if text is not None else None
     return size, backward, cursor
 
 

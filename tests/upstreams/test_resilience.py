@@ -174,6 +174,77 @@ async def test_caller_mistakes_do_not_trip_the_breaker() -> None:
     assert source.breaker.state is BreakerState.CLOSED
 
 
+@pytest.mark.parametrize(
+    "error",
+    [
+        errors.InvalidInput("bad"),
+        errors.InvalidCursor("forged"),
+        errors.NotFound("gone"),
+        errors.Forbidden("no"),
+        errors.BadUpstreamResponse("fake", "refused the request", status=400),
+        errors.BadUpstreamResponse("fake", "unexpected HTTP 404", status=404),
+        errors.BadUpstreamResponse("fake", "unexpected HTTP 409", status=409),
+        errors.BadUpstreamResponse("fake", "unexpected HTTP 422", status=422),
+        errors.UpstreamUnavailable("fake", "kept changing", status=412),
+    ],
+    ids=lambda e: f"{type(e).__name__}-{getattr(e, 'status', None)}",
+)
+async def test_what_the_caller_caused_never_counts(error: Exception) -> None:
+    inner = Scripted([error] * 10)
+    source, _ = wrap(inner, failure_threshold=2)
+    for _ in range(10):
+        with pytest.raises(type(error)):
+            await source.list_page(REQUEST)
+    assert source.breaker.state is BreakerState.CLOSED and source.health == "ok"
+    assert inner.calls == 10, "caller mistakes are never retried"
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        unavailable(None),
+        unavailable(500),
+        errors.UpstreamTimeout("fake", "slow"),
+        errors.UpstreamUnauthorized("fake", "refused", status=401),
+        errors.UpstreamUnauthorized("fake", "refused", status=403),
+        errors.UpstreamRateLimited("fake", "slow down"),
+        errors.BadUpstreamResponse("fake", "junk"),
+        errors.BadUpstreamResponse("fake", "unexpected HTTP 408", status=408),
+        errors.BadUpstreamResponse("fake", "unexpected HTTP 302", status=302),
+        TimeoutError(),
+    ],
+    ids=lambda e: f"{type(e).__name__}-{getattr(e, 'status', None)}",
+)
+async def test_upstream_trouble_counts(error: Exception) -> None:
+    inner = Scripted([error] * 2)
+    source, _ = wrap(inner, retries=0, failure_threshold=2)
+    for _ in range(2):
+        with pytest.raises(type(error)):
+            await source.list_page(REQUEST)
+    assert source.breaker.state is BreakerState.OPEN
+
+
+async def test_a_caller_mistake_neither_closes_a_half_open_breaker_nor_holds_its_probe() -> None:
+    now = [0.0]
+    inner = Scripted([unavailable(500)] * 2)
+    source, _ = wrap(inner, retries=0, failure_threshold=2, reset_after_s=10)
+    source.breaker = CircuitBreaker("fake", 2, 10, clock=lambda: now[0])
+    for _ in range(2):
+        with pytest.raises(errors.UpstreamUnavailable):
+            await source.list_page(REQUEST)
+    now[0] = 11
+    assert source.breaker.state is BreakerState.HALF_OPEN
+    inner.outcomes = [errors.InvalidCursor("forged"), errors.NotFound("x")]
+    with pytest.raises(errors.InvalidCursor):
+        await source.list_page(REQUEST)  # proves nothing about the upstream
+    assert source.breaker.state is BreakerState.HALF_OPEN
+    with pytest.raises(errors.NotFound):
+        await source.get_many(["a"])  # the probe was freed: the next call may probe
+    assert source.breaker.state is BreakerState.HALF_OPEN
+    assert await source.list_page(REQUEST) is PAGE
+    assert source.breaker.state is BreakerState.CLOSED
+
+
 async def test_bulkhead_caps_concurrency() -> None:
     inner = Scripted([])
     source, _ = wrap(inner, max_concurrency=3)

@@ -11,6 +11,9 @@ Listing, in short (details on ``AmperSource``):
   case-folded order; EXPIRES_AT is null for every token, so its order is the local id's.
 - A full read is bounded by the API itself: offsets stop at 1000 and pages at 100 rows, so
   at most 1,100 tokens and 11 requests; a longer list fails loudly rather than with a gap.
+- A resume hint is checked before any request: one that is malformed or names an offset
+  past the last row the API can list (1,099) is the caller's bad cursor (``InvalidCursor``),
+  never a request Amper would fail.
 """
 
 from __future__ import annotations
@@ -62,6 +65,8 @@ from upstreams.model import (
 _API = "/v1/access_tokens"
 MAX_PAGE_LENGTH = 100
 MAX_OFFSET = 1000
+# The last row any read can reach: a page of MAX_PAGE_LENGTH from the last offset.
+MAX_ROW = MAX_OFFSET + MAX_PAGE_LENGTH - 1
 MAX_NAME_LENGTH = 255
 # Rows read before a resume point (to see where its tie group starts) and past what a page
 # needs (ties, filtered-out tokens): one request usually covers a whole page.
@@ -191,6 +196,7 @@ class AmperSource:
     async def list_page(self, request: PageRequest) -> SourcePage:
         if request.limit < 0:
             raise errors.InvalidInput("limit cannot be negative")
+        _check_position(request.position)
         if not _can_match(request.filter):
             return SourcePage(items=[], has_more=False)
         if request.order.field not in _SEEKABLE:
@@ -473,7 +479,7 @@ class _NativeWalk:
         self.after = request.after
         self.filter = request.filter
         self.need = request.limit + 1
-        self.hint = decode_position(request.position)
+        self.hint = _check_position(request.position)
         # The first request covers the page plus a tie group running past it, and the rows
         # before a resume hint when there is one (no hint: the walk starts at offset 0).
         behind = _LOOK_BEHIND if self.hint is not None else 0
@@ -661,6 +667,19 @@ class _NativeWalk:
             block.append(token)
             offset += 1
         return sort, start, block
+
+
+def _check_position(position: str | None) -> tuple[str, int, str] | None:
+    """A resume hint this adapter can have made, decoded; ``InvalidCursor`` otherwise.
+
+    Only walks make hints, and only ``encode_position`` ones for rows the API can list.
+    """
+    if position is None:
+        return None
+    hint = decode_position(position)
+    if hint is None or not 0 <= hint[1] <= MAX_ROW:
+        raise errors.InvalidCursor("the cursor is not valid: use a cursor from a previous page")
+    return hint
 
 
 def _can_match(flt: TokenFilter) -> bool:

@@ -21,6 +21,9 @@ The position hint is ``"<app index>:<offset>,..."``: per application, an upstrea
 that every valued token before it sorts strictly before the item it was made for; it is
 checked (the token at the start of the page it points into must sort before ``after``) and
 ignored when wrong, so a deep page costs what page one costs and a stale hint costs a re-read.
+A hint this adapter cannot have made (malformed, an unknown application index, an offset
+of 0 or beyond ``MAX_HINT_OFFSET``) is the caller's bad cursor: ``InvalidCursor`` before any
+request, never a page number sent upstream.
 
 Filters pushed down (always re-checked with ``ordering.matches``): ``filterField=status``
 when exactly one of ACTIVE / INACTIVE is asked (expiry is not Losant's status, so ACTIVE
@@ -87,7 +90,10 @@ MAX_PER_PAGE = 1000
 # or a walk behind a selective local filter); beyond it the source fails, never guesses.
 MAX_TOKENS_READ = 20_000
 MAX_CONCURRENT_GETS = 16
-_MAX_OFFSET = 10**9
+# The deepest resume offset accepted: a million tokens in one application, far past any
+# application a walk pages through (each call reads at most MAX_TOKENS_READ past its hint),
+# so that no hint asks Losant for a page that cannot exist.
+MAX_HINT_OFFSET = 1_000_000
 _SORT_FIELDS = {
     OrderField.CREATED_AT: "creationDate",
     OrderField.EXPIRES_AT: "expirationDate",
@@ -206,6 +212,7 @@ class LosantSource:
     async def list_page(self, request: PageRequest) -> SourcePage:
         if request.limit < 0:
             raise errors.InvalidInput("limit cannot be negative")
+        hints = _parse_position(request.position, len(self._apps))
         order = request.walk_order
         after = request.after
         _check_after(after, order.field)
@@ -225,7 +232,9 @@ class LosantSource:
         try:
             if order.field is not OrderField.NAME:
                 try:
-                    return await self._walk_page(call, apps, flt, order, request, exact_count)
+                    return await self._walk_page(
+                        call, apps, flt, order, request, hints, exact_count
+                    )
                 except _Disorder:
                     pass
             return await self._whole_page(call, apps, flt, order, after, request.limit)
@@ -270,9 +279,9 @@ class LosantSource:
         flt: TokenFilter,
         order: TokenOrder,
         request: PageRequest,
+        hints: dict[int, int],
         exact_count: bool,
     ) -> SourcePage:
-        hints = _parse_position(request.position, len(self._apps))
         need = request.limit + 1
         indices = [self._apps.index(app) for app in apps]
         results = await _gather(
@@ -483,9 +492,16 @@ class LosantSource:
         if response.status_code == 404:
             raise self._missing_application(app)
         if response.status_code == 400:
+            if call.upstream_filter is not None and call.upstream_filter[0] == "name":
+                # The only caller-chosen text in a list request: the caller's glob.
+                raise errors.InvalidInput(
+                    f"{self._name} refused the name filter ({self._type_of(response)})",
+                    argument="filter.name",
+                )
             raise errors.BadUpstreamResponse(
                 self._key,
                 f"{self._name} refused the list request (400 {self._type_of(response)})",
+                status=400,
             )
         if response.status_code != 200:
             raise self._http.unexpected(response)
@@ -839,20 +855,28 @@ def _has_local_filter(flt: TokenFilter) -> bool:
 
 
 def _parse_position(position: str | None, app_count: int) -> dict[int, int]:
-    """``{app index: offset}`` from a hint; anything malformed is no hint at all."""
-    if not position:
+    """``{app index: offset}`` from a hint ``_walk_page`` made; ``InvalidCursor`` for
+    anything else (see the module docstring)."""
+    if position is None:
         return {}
+    invalid = errors.InvalidCursor("the cursor is not valid: use a cursor from a previous page")
+    parts = position.split(",")
+    if len(parts) > app_count:
+        raise invalid
     hints: dict[int, int] = {}
-    for part in position.split(","):
+    for part in parts:
         index, colon, offset = part.partition(":")
-        if not (colon and index.isascii() and index.isdigit()):
-            return {}
-        if not (offset.isascii() and offset.isdigit()) or len(offset) > 10:
-            return {}
-        if int(index) >= app_count or int(offset) > _MAX_OFFSET:
-            return {}
-        hints[int(index)] = int(offset)
+        if not (colon and _is_small_number(index) and _is_small_number(offset)):
+            raise invalid
+        app, at = int(index), int(offset)
+        if app >= app_count or app in hints or not 1 <= at <= MAX_HINT_OFFSET:
+            raise invalid
+        hints[app] = at
     return hints
+
+
+def _is_small_number(text: str) -> bool:
+    return 0 < len(text) <= 10 and text.isascii() and text.isdigit()
 
 
 async def _gather(calls: Sequence[Awaitable[T]]) -> list[T]:

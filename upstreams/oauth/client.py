@@ -108,6 +108,9 @@ class OAuthSource:
         check_user_id(user_id)
         if request.limit < 0:
             raise errors.InvalidInput("limit cannot be negative")
+        if request.position is not None:
+            # This source makes no resume hints (below), so a cursor holding one is forged.
+            raise errors.InvalidCursor("the cursor is not valid: use a cursor from a previous page")
         owner_user = request.filter.owner_user
         if owner_user is not None and owner_user != user_id:
             # Every token here belongs to user_id: none can match, no need to ask.

@@ -25,6 +25,7 @@ from upstreams.amper.client import retry_after_seconds
 from upstreams.amper.normalise import normalise_token
 from upstreams.amper.simulator import AmperSimState, NullPlacement, build_app, sample_state
 from upstreams.base import TokenSource
+from upstreams.cursor_codec import CursorCodec
 from upstreams.loopback import free_port, serve_in_thread
 from upstreams.merge import decode_cursor, merge_pages, positions_for
 from upstreams.model import (
@@ -290,6 +291,7 @@ async def merged_walk(
 ) -> list[tuple[str, str]]:
     seen: list[tuple[str, str]] = []
     cursor = None
+    codec = CursorCodec.ephemeral()
     for _ in range(200):
         pages = {}
         for key, source in sources.items():
@@ -304,7 +306,13 @@ async def merged_walk(
                 )
             )
         merged = merge_pages(
-            pages, order=order, limit=size, cursor=cursor, backward=backward, count_complete=False
+            pages,
+            order=order,
+            limit=size,
+            cursor=cursor,
+            backward=backward,
+            count_complete=False,
+            codec=codec,
         )
         edges = [(e.token.source, e.token.local_id) for e in merged.edges]
         seen = edges + seen if backward else seen + edges
@@ -312,7 +320,7 @@ async def merged_walk(
         if not more:
             return seen
         boundary = merged.edges[0] if backward else merged.edges[-1]
-        cursor = decode_cursor(boundary.cursor, order)
+        cursor = decode_cursor(boundary.cursor, order, codec)
     raise AssertionError("the walk did not end")
 
 
@@ -466,7 +474,6 @@ async def test_stale_and_forged_hints_never_cause_a_gap(
         for position in (
             last.position,
             None,
-            "garbage",
             f"{sort}:{int(offset) + 3}:{token_id}",  # rows were added before it
             f"{sort}:{max(0, int(offset) - 5)}:{token_id}",  # rows were removed
             f"{sort}:{int(offset) + 60}:{token_id}",  # far away: seek from the start
@@ -478,6 +485,39 @@ async def test_stale_and_forged_hints_never_cause_a_gap(
                 PageRequest(TokenFilter(), order, 25, after=after, position=position)
             )
             assert [i.token.local_id for i in page.items] == want[30:55], (order, position)
+
+
+@pytest.mark.parametrize(
+    "position",
+    [
+        "",
+        "garbage",
+        "date_create:999999:abcd1234",
+        "date_create:1100:abcd1234",
+        "date_create:-1:abcd1234",
+        "date_create:+5:abcd1234",
+        "date_create:\u0665:abcd1234",
+        "date_create:5:",
+        "date_create:5:../x",
+        "no_such_sort:5:abcd1234",
+        "date_create:5",
+    ],
+)
+async def test_a_hint_no_walk_can_make_is_refused_before_any_request(
+    sim: tuple[AmperSimState, str], http: httpx.AsyncClient, position: str
+) -> None:
+    state, url = sim
+    source = make_source(url, http, state)
+    state.control.requests.clear()
+    for order in ORDERS:
+        after = SortKey(datetime(2020, 1, 1, tzinfo=UTC), "amper", "abcd1234")
+        if order.field is OrderField.NAME:
+            after = SortKey("m", "amper", "abcd1234")
+        with pytest.raises(errors.InvalidCursor):
+            await source.list_page(
+                PageRequest(TokenFilter(), order, 10, after=after, position=position)
+            )
+    assert state.control.requests == []
 
 
 async def test_walk_survives_tokens_added_and_removed_between_pages(

@@ -543,8 +543,7 @@ async def test_name_order_reads_each_application_whole(
 
 
 @pytest.mark.parametrize(
-    "position",
-    ["garbage", "0:x", "9:5", "0:99999999999", "0:5,", ":", "0:-1", "1:1000000", "0:25,1:9999"],
+    "position", ["0:1", "1:5", "1:1000000", "0:25,1:9999", "1:9999,0:400", "0:600"]
 )
 async def test_a_wrong_position_hint_costs_only_requests(
     walk_sim: tuple[LosantSimState, str], http: httpx.AsyncClient, position: str
@@ -557,6 +556,44 @@ async def test_a_wrong_position_hint_costs_only_requests(
         after = ordering.sort_key(after_token, order.field)
         page = await source.list_page(PageRequest(TokenFilter(), order, 12, after, position))
         assert [i.token.local_id for i in page.items] == expected[31:43], order
+
+
+@pytest.mark.parametrize(
+    "position",
+    [
+        "",
+        "garbage",
+        "0:x",
+        "9:5",
+        "2:5",
+        "0:0",
+        "0:99999999999",
+        "0:1000001",
+        "0:9999999",
+        "0:5,",
+        ":",
+        "0:-1",
+        "-1:5",
+        "0:+5",
+        "0:1e3",
+        "0:5,0:6",
+        "0:5,1:6,0:7",
+        "0:\u0665",
+    ],
+)
+async def test_a_hint_no_walk_can_make_is_refused_before_any_request(
+    walk_sim: tuple[LosantSimState, str], http: httpx.AsyncClient, position: str
+) -> None:
+    state, url = walk_sim
+    source = make_source(url, http)
+    state.control.requests.clear()
+    for order in ORDERS:
+        expected = expected_ids(state, TokenFilter(), order)
+        after_token = next(t for t in sim_tokens(state) if t.local_id == expected[30])
+        after = ordering.sort_key(after_token, order.field)
+        with pytest.raises(errors.InvalidCursor):
+            await source.list_page(PageRequest(TokenFilter(), order, 12, after, position))
+    assert state.control.requests == []
 
 
 async def test_stale_hint_after_deletes_and_creates(
