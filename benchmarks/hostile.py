@@ -257,6 +257,7 @@ def main() -> None:
                 pass
             time.sleep(0.1)
         CLIENT.get(f"{base}/healthz")
+        post_json({"query": "{ __typename }"}, args.timeout)(base)  # first-request costs
         print(f"{'family':24} {'status':>8} {'code':18} {'answer':>10} {'healthz max':>12}  RSS MB")
         for name, build in families(args.timeout).items():
             if (args.only and name not in args.only) or name in args.skip:

@@ -185,10 +185,10 @@ def json_values(value: Any, limit: int) -> int:
     while stack and count <= limit:
         item = stack.pop()
         count += 1
-        if isinstance(item, dict):
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
+        if isinstance(item, dict | list):
+            if count + len(item) > limit:  # over already: no need to look inside
+                return count + len(item)
+            stack.extend(item.values() if isinstance(item, dict) else item)
     return count
 
 
