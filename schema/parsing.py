@@ -121,8 +121,7 @@ def parse_bounded(text: str, limits: ParseLimits) -> DocumentNode:
         raise refusal(selections_problem(amount, limits.max_selections))
     if measured.nesting > limits.max_depth:
         raise refusal(
-            f"the query is at least {measured.nesting} levels deep; "
-            f"the limit is {limits.max_depth}"
+            f"the query is at least {measured.nesting} levels deep; the limit is {limits.max_depth}"
         )
     try:
         return parse(text, max_lexical_tokens=max_tokens)
