@@ -20,6 +20,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.auth import BearerAuth
+from gateway.body_limit import BodyLimit
 from gateway.config import Config
 from gateway.logs import request_id_var
 from gateway.ratelimit import TokenBuckets
@@ -165,6 +166,9 @@ def create_app(config: Config, *, freeze_heap: bool = False) -> Starlette:
             max_depth=config.limits.max_depth,
             max_aliases=config.limits.max_aliases,
             max_cost=config.limits.max_cost,
+            max_selections=config.limits.max_selections,
+            max_tokens=config.limits.max_tokens,
+            max_document_chars=config.limits.max_document_chars,
             sources=len(config.sources) + 1,
         ),
         introspection=config.server.introspection,
@@ -219,7 +223,10 @@ def create_app(config: Config, *, freeze_heap: bool = False) -> Starlette:
         }
         return JSONResponse(body, status_code=200 if store_ok else 503)
 
-    middleware = [Middleware(RequestId)]
+    middleware = [
+        Middleware(RequestId),
+        Middleware(BodyLimit, max_bytes=config.limits.max_body_bytes),
+    ]
     if config.server.cors_origins:
         middleware.append(
             Middleware(

@@ -58,6 +58,15 @@ class LimitsConfig:
     max_aliases: int = 30
     max_depth: int = 15
     max_cost: int = 1000
+    # Fields, fragment spreads and inline fragments once fragments are expanded (plus one
+    # per definition), over the whole document: bounds the work of validation.
+    max_selections: int = 2000
+    # Request bodies (and GET query strings), refused with 413 (414) past this size.
+    max_body_bytes: int = 1_048_576
+    # Lexical tokens per document (also the most JSON values the variables may hold), and
+    # the document's length in characters.
+    max_tokens: int = 10_000
+    max_document_chars: int = 65_536
     # Per caller token: sustained requests per second and the burst allowed at once.
     rate_per_s: float = 20.0
     burst: int = 60
@@ -105,6 +114,10 @@ _SECTION_KEYS: dict[str, set[str]] = {
         "max_aliases",
         "max_depth",
         "max_cost",
+        "max_selections",
+        "max_body_bytes",
+        "max_tokens",
+        "max_document_chars",
         "rate_per_s",
         "burst",
         "max_lineage_tokens",
@@ -282,6 +295,10 @@ def _from_file(path: Path, env: Mapping[str, str]) -> Config:
         max_aliases=_positive(limits_raw, "max_aliases", 30, loc),
         max_depth=_positive(limits_raw, "max_depth", 15, loc),
         max_cost=_positive(limits_raw, "max_cost", 1000, loc),
+        max_selections=_positive(limits_raw, "max_selections", 2000, loc),
+        max_body_bytes=_at_least(limits_raw, "max_body_bytes", 1_048_576, 1024, loc),
+        max_tokens=_at_least(limits_raw, "max_tokens", 10_000, 100, loc),
+        max_document_chars=_at_least(limits_raw, "max_document_chars", 65_536, 1024, loc),
         rate_per_s=_positive_float(limits_raw, "rate_per_s", 20.0, loc),
         burst=_positive(limits_raw, "burst", 60, loc),
         max_lineage_tokens=_positive(limits_raw, "max_lineage_tokens", 100, loc),
@@ -348,6 +365,15 @@ def _positive(table: Mapping[str, Any], key: str, default: int, loc: _Locator) -
     value: int = _typed(table, key, int, default, loc, "limits")
     if value < 1:
         raise ConfigError(f"{loc.where('limits', key)}: {key} must be at least 1")
+    return value
+
+
+def _at_least(table: Mapping[str, Any], key: str, default: int, floor: int, loc: _Locator) -> int:
+    """A size limit below which the gateway could not serve its own clients (GraphiQL's
+    introspection query alone is over a thousand characters)."""
+    value: int = _typed(table, key, int, default, loc, "limits")
+    if value < floor:
+        raise ConfigError(f"{loc.where('limits', key)}: {key} must be at least {floor}")
     return value
 
 

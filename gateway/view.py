@@ -25,6 +25,18 @@ from upstreams.principal import Principal
 from upstreams.service import TokenService
 
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
+# Strawberry's GraphiQL page keeps the headers editor (so the pasted bearer secret) in the
+# browser's localStorage; the page served here never does, and hides the switch for it.
+_PERSIST_ON = "shouldPersistHeaders: true,"
+_PERSIST_OFF = "shouldPersistHeaders: false,\n          showPersistHeadersSettings: false,"
+
+
+def graphiql_page(page: str) -> str:
+    """Strawberry's GraphiQL page with header persistence off (fails loudly if a new
+    Strawberry changes the page, rather than serving one that may persist secrets)."""
+    if page.count(_PERSIST_ON) != 1:
+        raise RuntimeError("the GraphiQL page changed: check how it persists headers")
+    return page.replace(_PERSIST_ON, _PERSIST_OFF)
 
 
 class GatewayView(GraphQL[Context, None]):
@@ -43,6 +55,11 @@ class GatewayView(GraphQL[Context, None]):
         )
         self.service = service
         self.source_types = source_types
+        self._graphiql_page = graphiql_page(super().graphql_ide_html) if graphiql else ""
+
+    @property
+    def graphql_ide_html(self) -> str:
+        return self._graphiql_page
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":  # no subscriptions: HTTP only
@@ -123,3 +140,8 @@ class GatewayView(GraphQL[Context, None]):
 
     def encode_json(self, data: object) -> bytes:
         return orjson.dumps(data)
+
+    def decode_json(self, data: str | bytes) -> object:
+        # orjson refuses nesting deeper than 1024 levels with a JSONDecodeError (Strawberry
+        # answers it as a 400), where the standard library would overflow the stack.
+        return orjson.loads(data)

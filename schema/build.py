@@ -6,7 +6,7 @@ from typing import Any
 
 import strawberry
 from graphql import GraphQLError, NoSchemaIntrospectionCustomRule
-from strawberry.extensions import AddValidationRules, ParserCache
+from strawberry.extensions import AddValidationRules
 from strawberry.federation.schema import FederationAny
 from strawberry.types import ExecutionContext, Info
 
@@ -14,6 +14,7 @@ from schema.errors import log_unexpected
 from schema.execution import PlainFieldExecutor
 from schema.limits import Limits, limits_extension
 from schema.mutation import Mutation
+from schema.parsing import ParseLimits, document_parser
 from schema.query import Query
 from schema.types import SourceType, TokenType
 from schema.validated import validation_by_document
@@ -61,10 +62,21 @@ class GatewaySchema(strawberry.federation.Schema):
 
 
 def build_schema(limits: Limits | None = None, *, introspection: bool = True) -> GatewaySchema:
+    limits = limits or Limits()
+    # Order matters: every document is parsed within the token and length limits, then
+    # measured against the query limits, and only a document within them is validated.
     extensions: list[Any] = [
-        lambda: ParserCache(maxsize=CACHE_SIZE),
+        document_parser(
+            ParseLimits(
+                max_tokens=limits.max_tokens,
+                max_chars=limits.max_document_chars,
+                max_selections=limits.max_selections,
+                max_depth=limits.max_depth,
+            ),
+            CACHE_SIZE,
+        ),
+        limits_extension(limits),
         validation_by_document(CACHE_SIZE),
-        limits_extension(limits or Limits()),
     ]
     if not introspection:
         extensions.append(lambda: AddValidationRules([NoSchemaIntrospectionCustomRule]))

@@ -1,22 +1,33 @@
-"""Query limits checked before execution: depth, aliases, and a cost budget.
+"""Query limits checked before validation, so nothing costly runs on an over-limit document.
 
-Cost (run-contract): a connection field costs its page size (``first``/``last``, default 20)
-times the number of sources it may reach; ``nodes`` costs the number of ids and
-``_entities`` the number of representations; costs of nested selections multiply by their
-parent's. A refused operation executes nothing and answers ``BAD_USER_INPUT``.
+Depth, aliases and cost are those of the operation that would run; depth counts nested
+fields and inline fragments. Cost (run-contract): a
+connection field costs its page size (``first``/``last``, default 20) times the number of
+sources it may reach; ``nodes`` costs the number of ids and ``_entities`` the number of
+representations; costs of nested selections multiply by their parent's. Selections bound the
+work of validation: every field, fragment spread and inline fragment once fragments are
+expanded, plus one per definition, over the whole document. Variables count their JSON
+values against the token limit.
+
+Each selection set (so each fragment) is measured once and its tally reused wherever it is
+spread: a tally is composable (depth adds, cost scales with its parent's multiplier), so the
+work is linear in the document however many times fragments are spread. The walk is
+iterative: no document can exhaust the interpreter's stack. A refused operation executes
+nothing, is never validated, and answers ``BAD_USER_INPUT``.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from graphql import (
+    DocumentNode,
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
-    GraphQLError,
     InlineFragmentNode,
     IntValueNode,
     ListValueNode,
@@ -25,11 +36,17 @@ from graphql import (
     VariableNode,
 )
 from strawberry.extensions import SchemaExtension
-from strawberry.types import ExecutionResult
+
+from schema.parsing import refusal, selections_problem
 
 DEFAULT_PAGE = 20
 CONNECTION_FIELDS = frozenset({"tokens", "auditEvents"})
 LIST_FIELDS = {"nodes": "ids", "_entities": "representations"}
+# Counts above this are reported as "more than" it (exponential fragments reach 2^n).
+_SHOWN = 10**9
+# How often one response name may be selected in one selection set (fragments expanded):
+# graphql-core compares every such pair when it validates (OverlappingFieldsCanBeMerged).
+MAX_REPEATS = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,14 +54,27 @@ class Limits:
     max_depth: int = 15
     max_aliases: int = 30
     max_cost: int = 1000
+    max_selections: int = 2000
+    max_tokens: int = 10_000
+    max_document_chars: int = 65_536
     sources: int = 1
 
 
-@dataclass
-class _Tally:
+@dataclass(frozen=True, slots=True)
+class Tally:
+    """One selection set's measure, as if it were at depth 0 under a multiplier of 1."""
+
     depth: int = 0
     aliases: int = 0
     cost: int = 0
+    selections: int = 0
+    # Response names selected at this set's own level (spreads and inline fragments
+    # merged in), and the most times one name is selected in any set within.
+    level: Mapping[str, int] = field(default_factory=dict)
+    repeats: int = 0
+
+
+_EMPTY = Tally()
 
 
 def _arg(node: FieldNode, name: str, variables: Mapping[str, Any]) -> Any:
@@ -62,101 +92,195 @@ def _arg(node: FieldNode, name: str, variables: Mapping[str, Any]) -> Any:
     return None
 
 
-def _fields(
-    selection_set: SelectionSetNode | None,
-    fragments: Mapping[str, FragmentDefinitionNode],
-    seen: frozenset[str] = frozenset(),
-) -> Iterator[FieldNode]:
-    if selection_set is None:
-        return
-    for selection in selection_set.selections:
-        if isinstance(selection, FieldNode):
-            yield selection
-        elif isinstance(selection, InlineFragmentNode):
-            yield from _fields(selection.selection_set, fragments, seen)
-        elif isinstance(selection, FragmentSpreadNode):
-            name = selection.name.value
-            if name in seen or name not in fragments:
+def _field_cost(field: FieldNode, variables: Mapping[str, Any], sources: int) -> tuple[int, int]:
+    """(the field's own cost, the multiplier of its selections)."""
+    name = field.name.value
+    if name in CONNECTION_FIELDS:
+        size = _arg(field, "first", variables) or _arg(field, "last", variables)
+        page = size if isinstance(size, int) and size > 0 else DEFAULT_PAGE
+        return page * (sources if name == "tokens" else 1), page
+    if name in LIST_FIELDS:
+        items = _arg(field, LIST_FIELDS[name], variables)
+        count = len(items) if isinstance(items, list) else 1
+        return count, max(count, 1)
+    return 0, 1
+
+
+def _inner(
+    selection: Any, fragments: Mapping[str, FragmentDefinitionNode]
+) -> SelectionSetNode | None:
+    if isinstance(selection, FragmentSpreadNode):
+        fragment = fragments.get(selection.name.value)
+        return fragment.selection_set if fragment is not None else None
+    inner: SelectionSetNode | None = selection.selection_set
+    return inner
+
+
+class Measure:
+    """Tallies of every selection set of one document under one set of variables."""
+
+    def __init__(
+        self,
+        fragments: Mapping[str, FragmentDefinitionNode],
+        variables: Mapping[str, Any],
+        sources: int,
+    ) -> None:
+        self.fragments = fragments
+        self.variables = variables
+        self.sources = sources
+        self.done: dict[int, Tally] = {}
+
+    def tally(self, root: SelectionSetNode) -> Tally:
+        """Post-order over the selection sets under ``root``, each one once. A selection
+        set met again while it is being measured is a fragment cycle (refused later by
+        validation): it counts as empty."""
+        done, started = self.done, set()
+        stack: list[tuple[SelectionSetNode, bool]] = [(root, False)]
+        while stack:
+            node, ready = stack.pop()
+            key = id(node)
+            if ready:
+                done[key] = self._combine(node)
                 continue
-            yield from _fields(fragments[name].selection_set, fragments, seen | {name})
+            if key in done or key in started:
+                continue
+            started.add(key)
+            stack.append((node, True))
+            for selection in node.selections:
+                inner = _inner(selection, self.fragments)
+                if inner is not None and id(inner) not in done and id(inner) not in started:
+                    stack.append((inner, False))
+        return done[id(root)]
+
+    def _combine(self, node: SelectionSetNode) -> Tally:
+        depth = aliases = cost = selections = repeats = 0
+        level: Counter[str] = Counter()
+        for selection in node.selections:
+            inner = _inner(selection, self.fragments)
+            child = self.done.get(id(inner), _EMPTY) if inner is not None else _EMPTY
+            selections += 1 + child.selections
+            aliases += child.aliases
+            repeats = max(repeats, child.repeats)
+            if isinstance(selection, FieldNode):
+                own, multiplier = _field_cost(selection, self.variables, self.sources)
+                depth = max(depth, 1 + child.depth)
+                aliases += selection.alias is not None
+                cost += own + multiplier * child.cost
+                level[(selection.alias or selection.name).value] += 1
+            else:
+                # An inline fragment nests a level (deep nests of them cost the parser and
+                # validation as much as fields do); a named fragment stands for its fields.
+                nests = isinstance(selection, InlineFragmentNode)
+                depth = max(depth, nests + child.depth)
+                cost += child.cost
+                level.update(child.level)
+        repeats = max(repeats, max(level.values(), default=0))
+        return Tally(depth, aliases, cost, selections, level, repeats)
 
 
-def measure(
-    operation: OperationDefinitionNode,
-    fragments: Mapping[str, FragmentDefinitionNode],
+def json_values(value: Any, limit: int) -> int:
+    """Values in a decoded JSON document (each scalar, list and object), counted up to
+    ``limit + 1`` at most, without recursion."""
+    count, stack = 0, [value]
+    while stack and count <= limit:
+        item = stack.pop()
+        count += 1
+        if isinstance(item, dict | list):
+            if count + len(item) > limit:  # over already: no need to look inside
+                return count + len(item)
+            stack.extend(item.values() if isinstance(item, dict) else item)
+    return count
+
+
+def _amount(value: int) -> str:
+    return str(value) if value <= _SHOWN else f"more than {_SHOWN}"
+
+
+def problem(
+    limits: Limits,
+    document: DocumentNode,
+    operation_name: str | None,
     variables: Mapping[str, Any],
-    sources: int,
-) -> _Tally:
-    tally = _Tally()
+) -> str | None:
+    """Why ``document`` (with ``variables``) is over a limit, or None."""
+    values = json_values(variables, limits.max_tokens)
+    if values > limits.max_tokens:
+        return (
+            f"the variables hold more than {limits.max_tokens} values; "
+            f"the limit is {limits.max_tokens}"
+        )
+    fragments: dict[str, FragmentDefinitionNode] = {}
+    operations: list[OperationDefinitionNode] = []
+    for definition in document.definitions:
+        if isinstance(definition, FragmentDefinitionNode):
+            fragments.setdefault(definition.name.value, definition)
+        elif isinstance(definition, OperationDefinitionNode):
+            operations.append(definition)
+    measure = Measure(fragments, variables, limits.sources)
+    spread = _spread_names(document)
+    roots = [op.selection_set for op in operations]
+    # Fragments spread nowhere are expanded nowhere else, but validation still walks them.
+    roots += [f.selection_set for name, f in fragments.items() if name not in spread]
+    tallies = [measure.tally(root) for root in roots]
+    selections = len(document.definitions) + sum(t.selections for t in tallies)
+    if selections > limits.max_selections:
+        return selections_problem(_amount(selections), limits.max_selections)
+    repeats = max((t.repeats for t in tallies), default=0)
+    if repeats > MAX_REPEATS:
+        return (
+            f"a selection set selects the same field {_amount(repeats)} times once fragments "
+            f"are expanded; the limit is {MAX_REPEATS}"
+        )
+    chosen = [
+        op
+        for op in operations
+        if operation_name is None or (op.name is not None and op.name.value == operation_name)
+    ]
+    if not chosen:
+        return None
+    tally = measure.tally(chosen[0].selection_set)
+    if tally.depth > limits.max_depth:
+        return f"the query is {tally.depth} levels deep; the limit is {limits.max_depth}"
+    if tally.aliases > limits.max_aliases:
+        return f"the query uses {_amount(tally.aliases)} aliases; the limit is {limits.max_aliases}"
+    if tally.cost > limits.max_cost:
+        return (
+            f"the query would cost {_amount(tally.cost)} (page sizes x sources, ids for "
+            f"nodes); the budget is {limits.max_cost}: ask for smaller pages or fewer fields"
+        )
+    return None
 
-    def visit(selection_set: SelectionSetNode | None, depth: int, multiplier: int) -> None:
-        for field in _fields(selection_set, fragments):
-            tally.depth = max(tally.depth, depth)
-            if field.alias is not None:
-                tally.aliases += 1
-            name = field.name.value
-            inner = multiplier
-            if name in CONNECTION_FIELDS:
-                size = _arg(field, "first", variables) or _arg(field, "last", variables)
-                page = size if isinstance(size, int) and size > 0 else DEFAULT_PAGE
-                reach = sources if name == "tokens" else 1
-                tally.cost += multiplier * page * reach
-                inner = multiplier * page
-            elif name in LIST_FIELDS:
-                items = _arg(field, LIST_FIELDS[name], variables)
-                count = len(items) if isinstance(items, list) else 1
-                tally.cost += multiplier * count
-                inner = multiplier * max(count, 1)
-            if field.selection_set is not None:
-                visit(field.selection_set, depth + 1, inner)
 
-    visit(operation.selection_set, 1, 1)
-    return tally
+def _spread_names(document: DocumentNode) -> set[str]:
+    """Names of the fragments spread anywhere in ``document`` (an iterative walk)."""
+    names: set[str] = set()
+    stack = [d.selection_set for d in document.definitions if hasattr(d, "selection_set")]
+    while stack:
+        node = stack.pop()
+        if node is None:
+            continue
+        for selection in node.selections:
+            if isinstance(selection, FragmentSpreadNode):
+                names.add(selection.name.value)
+            else:
+                stack.append(selection.selection_set)
+    return names
 
 
 class QueryLimits(SchemaExtension):
-    """Refuses over-limit operations after validation, before anything executes."""
+    """Refuses over-limit documents before validation (ahead of ``ValidationByDocument`` in
+    the schema's extensions, which then skips), so nothing costly and nothing else runs."""
 
     limits = Limits()
 
-    def on_execute(self) -> Iterator[None]:
-        ctx = self.execution_context
-        document = ctx.graphql_document
-        problem = None
-        if document is not None:
-            fragments = {
-                d.name.value: d
-                for d in document.definitions
-                if isinstance(d, FragmentDefinitionNode)
-            }
-            operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
-            chosen = [
-                op
-                for op in operations
-                if ctx.operation_name is None or (op.name and op.name.value == ctx.operation_name)
-            ]
-            for op in chosen[:1]:
-                tally = measure(op, fragments, ctx.variables or {}, self.limits.sources)
-                problem = self._problem(tally)
-        if problem is not None:
-            ctx.result = ExecutionResult(
-                data=None,
-                errors=[GraphQLError(problem, extensions={"code": "BAD_USER_INPUT"})],
-            )
+    def on_validate(self) -> Iterator[None]:
+        context = self.execution_context
+        document = context.graphql_document
+        if document is not None and context.pre_execution_errors is None:
+            reason = problem(self.limits, document, context.operation_name, context.variables or {})
+            if reason is not None:
+                context.pre_execution_errors = [refusal(reason)]
         yield
-
-    def _problem(self, tally: _Tally) -> str | None:
-        limits = self.limits
-        if tally.depth > limits.max_depth:
-            return f"the query is {tally.depth} levels deep; the limit is {limits.max_depth}"
-        if tally.aliases > limits.max_aliases:
-            return f"the query uses {tally.aliases} aliases; the limit is {limits.max_aliases}"
-        if tally.cost > limits.max_cost:
-            return (
-                f"the query would cost {tally.cost} (page sizes x sources, ids for nodes); "
-                f"the budget is {limits.max_cost}: ask for smaller pages or fewer fields"
-            )
-        return None
 
 
 def limits_extension(limits: Limits) -> type[QueryLimits]:

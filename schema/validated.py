@@ -55,14 +55,15 @@ class ValidatedDocuments:
 class ValidationByDocument(SchemaExtension):
     """Strawberry's validation step, answered from ``ValidatedDocuments`` (set by
     ``validation_by_document``); Strawberry skips its own validation once
-    ``pre_execution_errors`` is set."""
+    ``pre_execution_errors`` is set. A document an earlier extension already refused (the
+    query limits) is not validated at all."""
 
     validated: ValidatedDocuments
 
     def on_validate(self) -> Iterator[None]:
         context = self.execution_context
         document = context.graphql_document
-        if document is not None:
+        if document is not None and context.pre_execution_errors is None:
             context.pre_execution_errors = self.validated.errors(
                 self, document, tuple(context.validation_rules)
             )

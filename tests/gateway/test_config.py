@@ -182,3 +182,33 @@ def test_lineage_limit(tmp_path: Path) -> None:
     assert load(write(tmp_path, text), environ=ENV).limits.max_lineage_tokens == 7
     with pytest.raises(ConfigError, match="max_lineage_tokens"):
         load(write(tmp_path, text.replace("= 7", "= 0")), environ=ENV)
+
+
+def test_request_limits(tmp_path: Path) -> None:
+    defaults = load(write(tmp_path, GOOD), environ=ENV).limits
+    assert (defaults.max_body_bytes, defaults.max_tokens) == (1_048_576, 10_000)
+    assert (defaults.max_selections, defaults.max_document_chars) == (2000, 65_536)
+    section = (
+        "\n[limits]\nmax_body_bytes = 65536\nmax_tokens = 500\nmax_selections = 300\n"
+        "max_document_chars = 4096\n"
+    )
+    custom = load(write(tmp_path, GOOD + section), environ=ENV).limits
+    assert (custom.max_body_bytes, custom.max_tokens) == (65536, 500)
+    assert (custom.max_selections, custom.max_document_chars) == (300, 4096)
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("max_body_bytes = 10", r"tokengate.toml:25: max_body_bytes must be at least 1024"),
+        ("max_body_bytes = 1.5", r"tokengate.toml:25: max_body_bytes must be a int"),
+        ("max_tokens = 99", r"tokengate.toml:25: max_tokens must be at least 100"),
+        ("max_selections = 0", r"tokengate.toml:25: max_selections must be at least 1"),
+        ('max_selections = "many"', r"tokengate.toml:25: max_selections must be a int"),
+        ("max_document_chars = 1", r"tokengate.toml:25: max_document_chars must be at least 1024"),
+        ("max_document_bytes = 1", r"tokengate.toml:25: unknown key limits.max_document_bytes"),
+    ],
+)
+def test_bad_request_limits_name_key_and_line(tmp_path: Path, line: str, expected: str) -> None:
+    with pytest.raises(ConfigError, match=expected):
+        load(write(tmp_path, GOOD + "\n[limits]\n" + line + "\n"), environ=ENV)

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
+import time
 
+import pytest
+from graphql import Lexer, Source, TokenKind, parse
+
+from schema.limits import Limits, problem
+from schema.parsing import scan
 from tests.conftest import Gateway
 from upstreams.service import TokenService
 
@@ -70,3 +75,74 @@ def test_cost_budget(gateway: Gateway, no_execution: None) -> None:
 def test_within_budget_runs(gateway: Gateway) -> None:
     ok = "{ " + " ".join(f"p{i}: tokens(first: 100) {{ totalCount }}" for i in range(10)) + " }"
     assert gateway.data(ok)["p9"]["totalCount"] >= 1
+
+
+def _measured(query: str, variables: dict[str, object] | None = None, **limits: int) -> str | None:
+    return problem(Limits(**limits), parse(query), None, variables or {})
+
+
+def test_fragments_are_measured_once_each() -> None:
+    # 2^60 expansions: measured in linear time, reported without the exact figure.
+    levels = 60
+    parts = ["query { ...F0 }"]
+    parts += [f"fragment F{i} on Query {{ ...F{i + 1} ...F{i + 1} }}" for i in range(levels)]
+    parts.append(f"fragment F{levels} on Query {{ sources {{ key }} }}")
+    started = time.perf_counter()
+    message = _measured(" ".join(parts))
+    assert time.perf_counter() - started < 1
+    assert message is not None and "more than 1000000000 selections" in message
+
+
+def test_fragment_tallies_compose_like_inline_selections() -> None:
+    inline = "{ tokens(first: 30) { edges { node { id } } } a: tokens(first: 30) { totalCount } }"
+    spread = (
+        "query { ...Page a: tokens(first: 30) { ...Count } } "
+        "fragment Page on Query { tokens(first: 30) { edges { node { ...Id } } } } "
+        "fragment Id on Token { id } fragment Count on TokenConnection { totalCount }"
+    )
+    for query in (inline, spread):
+        assert _measured(query, max_cost=59) == _measured(inline, max_cost=59)
+        assert "cost 60 " in str(_measured(query, max_cost=59))
+        assert _measured(query, max_depth=3) == "the query is 4 levels deep; the limit is 3"
+        assert _measured(query, max_aliases=0) == "the query uses 1 aliases; the limit is 0"
+
+
+def test_fragment_cycles_are_left_to_validation(gateway: Gateway) -> None:
+    cycle = "query { ...A } fragment A on Query { ...B } fragment B on Query { ...A __typename }"
+    assert _measured(cycle) is None
+    [error] = gateway.gql(cycle)["errors"]
+    assert error["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+
+
+def test_inline_fragments_nest_a_level() -> None:
+    assert _measured("{ ... on Query { ... on Query { sources { key } } } }", max_depth=3)
+    assert not _measured("{ ... { sources { key } } }", max_depth=3)
+
+
+def test_only_the_chosen_operation_is_held_to_depth_and_cost() -> None:
+    document = parse("query Cheap { __typename } query Dear { tokens(first: 100) { totalCount } }")
+    assert problem(Limits(max_cost=10), document, "Cheap", {}) is None
+    assert "cost" in str(problem(Limits(max_cost=10), document, "Dear", {}))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{ a(s: "x\\"y\\u00e9", b: """block "" \\""" end""") { ...F ... on T @skip(if: $v) { c } } }',
+        "query Q($a: [Int!] = [1, -2.5e3]) { x: a(b: {c: $a}) } # comment { ( \n fragment F on T { d }",
+        "\ufeff{ a,,, b }",
+    ],
+)
+def test_scan_counts_tokens_as_graphql_core(text: str) -> None:
+    lexer, count = Lexer(Source(text)), 0
+    while lexer.advance().kind != TokenKind.EOF:
+        count += 1
+    assert scan(text, 10_000).tokens == count
+    assert scan(text, 3).tokens == 4  # stops right after the limit
+
+
+def test_scan_selections_are_those_written() -> None:
+    # Definitions, fields, spreads, inline fragments; not arguments, aliases, directives, types.
+    text = "query Q($v: T = {a: 1}) { x: a(b: {c: 1}) @d(e: 1) { ...F ... on T { g } } } fragment F on T { h }"
+    measured = scan(text, 10_000)
+    assert (measured.selections, measured.nesting) == (7, 3)
