@@ -40,7 +40,7 @@ from upstreams.amper.normalise import (
     sort_param,
 )
 from upstreams.answer_memo import AnswerMemo
-from upstreams.http_edge import UpstreamHttp, retry_after_seconds
+from upstreams.http_edge import UpstreamHttp, path_segment, retry_after_seconds
 from upstreams.http_edge import base_url as checked_base_url
 from upstreams.model import (
     Capabilities,
@@ -375,7 +375,7 @@ class AmperSource:
     # -- URLs ----------------------------------------------------------------------------
 
     def _token_url(self, local_id: str) -> str:
-        return f"{self._base}{_API}/{local_id}"
+        return f"{self._base}{_API}/{path_segment(local_id)}"
 
 
 class _Reader:
