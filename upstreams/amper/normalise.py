@@ -79,7 +79,10 @@ def _timestamp(value: str) -> datetime | str:
         return "is not an ISO-8601 date-time"
     if parsed.tzinfo is None or parsed.utcoffset() is None:
         return "has no UTC offset"
-    return utc(parsed)
+    try:
+        return utc(parsed)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+14:00: before year 1 in UTC
+        return "is out of range"
 
 
 def normalise_token(resource: object, *, source: str, now: datetime) -> Token:

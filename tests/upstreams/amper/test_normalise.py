@@ -202,6 +202,12 @@ VIOLATIONS = [
         id="date-create-without-offset",
     ),
     pytest.param(variant(SEED_FIRST, date_access="yesterday"), id="date-access-not-iso"),
+    pytest.param(
+        variant(SEED_FIRST, date_create="0001-01-01T00:00:00+14:00"), id="date-create-before-year-1"
+    ),
+    pytest.param(
+        variant(SEED_FIRST, date_access="9999-12-31T23:59:59-14:00"), id="date-access-after-9999"
+    ),
     pytest.param(variant(SEED_FIRST, access_token_redacted=42), id="redacted-not-a-string"),
 ]
 
