@@ -123,3 +123,9 @@ class GatewayView(GraphQL[Context, None]):
 
     def encode_json(self, data: object) -> bytes:
         return orjson.dumps(data)
+
+    def decode_json(self, data: str | bytes) -> object:
+        # orjson refuses lone surrogates ("\ud800", valid JSON text but no UTF-8): with
+        # json.loads they got in, and an error message quoting one could not be encoded
+        # (HTTP 500). Refused here, they are an unreadable body (400, BAD_USER_INPUT).
+        return orjson.loads(data)
