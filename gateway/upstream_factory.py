@@ -111,8 +111,10 @@ def http_client(max_connections: int = 100) -> httpx.AsyncClient:
 
     httpx's API over aiohttp's transport by default (about 1.5 ms less per four-source page
     than httpx's own: benchmarks/fanout.py, README); ``TOKENGATE_HTTP_TRANSPORT=httpx``
-    selects httpx's own transport. Idle upstream connections are dropped after 4 s, before
-    the 5 s keep-alive of common servers (uvicorn, Node) can close one under a new request.
+    selects httpx's own transport. Either way a URL leaves exactly as httpx encoded it
+    (gateway/aiohttp_transport.py: aiohttp alone would decode some escapes). Idle upstream
+    connections are dropped after 4 s, before the 5 s keep-alive of common servers
+    (uvicorn, Node) can close one under a new request.
 
     No cookies, on either layer: the client is shared by every caller and every source, so
     a ``Set-Cookie`` from one upstream answer must not ride along on later requests made
@@ -124,7 +126,8 @@ def http_client(max_connections: int = 100) -> httpx.AsyncClient:
     transport: httpx.AsyncBaseTransport | None = None
     if os.environ.get(TRANSPORT_ENV, "aiohttp") in {"aiohttp", ""}:
         import aiohttp
-        from httpx_aiohttp import AiohttpTransport
+
+        from gateway.aiohttp_transport import ExactUrlAiohttpTransport
 
         def session() -> aiohttp.ClientSession:
             # What AiohttpTransport would build itself, with aiohttp's no-op cookie jar.
@@ -135,7 +138,7 @@ def http_client(max_connections: int = 100) -> httpx.AsyncClient:
             )
             return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
 
-        transport = AiohttpTransport(limits=limits, client=session)
+        transport = ExactUrlAiohttpTransport(limits=limits, client=session)
     return CookielessClient(
         transport=transport,
         limits=limits,

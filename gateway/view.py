@@ -142,6 +142,8 @@ class GatewayView(GraphQL[Context, None]):
         return orjson.dumps(data)
 
     def decode_json(self, data: str | bytes) -> object:
-        # orjson refuses nesting deeper than 1024 levels with a JSONDecodeError (Strawberry
-        # answers it as a 400), where the standard library would overflow the stack.
+        # orjson refuses nesting deeper than 1024 levels (the standard library would overflow
+        # the stack) and lone surrogates ("\ud800": valid JSON text but no UTF-8, and an
+        # error message quoting one could not be encoded): both are an unreadable body
+        # (400, BAD_USER_INPUT).
         return orjson.loads(data)

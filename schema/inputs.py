@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import strawberry
@@ -120,13 +120,22 @@ class TokenFilterInput:
 
 
 def aware(value: datetime | None, argument: str) -> datetime | None:
+    """A caller's instant in UTC; ``InvalidInput`` when it has no offset, or when its UTC
+    time falls outside years 1..9999 (``0001-01-01T00:00:00+14:00``), which Python cannot
+    represent: every comparison and conversion further on would overflow."""
     if value is None:
         return None
     if value.tzinfo is None or value.utcoffset() is None:
         raise InvalidInput(
             f"{argument} needs a time zone offset, e.g. 2026-01-01T00:00:00Z", argument=argument
         )
-    return value
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise InvalidInput(
+            f"{argument} is out of range: in UTC it must fall within the years 1 to 9999",
+            argument=argument,
+        ) from None
 
 
 def _text(value: str | None, argument: str, limit: int = MAX_TEXT) -> str | None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from functools import lru_cache
+from urllib.parse import quote
 
 import httpx
 import orjson
@@ -19,6 +21,32 @@ def base_url(value: str) -> str:
     if url.scheme not in {"http", "https"} or not url.host:
         raise ValueError("base_url must be an absolute http(s) URL")
     return str(url).rstrip("/")
+
+
+# Segments HTTP clients and servers resolve as "this" and "parent" directory whatever the
+# encoding of the rest: no percent-encoding makes them plain data.
+_DOT_SEGMENTS = frozenset({".", ".."})
+# Control characters, and lone surrogates (JSON can spell them; UTF-8 cannot encode them).
+_NOT_IN_IDS = frozenset({"Cc", "Cs"})
+
+
+def path_segment(value: str, *, argument: str = "id") -> str:
+    """``value`` as exactly one URL path segment: every character but letters, digits and
+    ``-._~`` percent-encoded (UTF-8), so ``/ ? # ; %`` and spaces stay data.
+
+    The one way a caller-provided value enters an upstream path. Refuses with
+    ``InvalidInput`` what no encoding keeps a plain segment: empty, ``.``, ``..``, and
+    control characters or lone surrogates (never part of an id).
+    """
+    if (
+        not value
+        or value in _DOT_SEGMENTS
+        or any(unicodedata.category(c) in _NOT_IN_IDS for c in value)
+    ):
+        raise errors.InvalidInput(
+            f"{argument} cannot be part of an upstream URL", argument=argument
+        )
+    return quote(value, safe="")
 
 
 class UpstreamHttp:
@@ -147,4 +175,4 @@ def retry_after_seconds(value: str | None) -> float | None:
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
-__all__ = ["UpstreamHttp", "request_url", "retry_after_seconds"]
+__all__ = ["UpstreamHttp", "path_segment", "request_url", "retry_after_seconds"]

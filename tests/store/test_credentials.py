@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from upstreams.model import CreateSpec
 from upstreams.store import SecretHasher, StoreSource, load_key
-from upstreams.store.credentials import SECRET_PATTERN, new_secret
+from upstreams.store.credentials import SECRET_PATTERN, hint, new_secret
 from upstreams.store.tables import tokens
 
 
@@ -18,6 +18,22 @@ def test_secret_format_and_entropy() -> None:
     secrets = {new_secret() for _ in range(200)}
     assert len(secrets) == 200
     assert all(SECRET_PATTERN.fullmatch(s) for s in secrets)
+
+
+@pytest.mark.parametrize(
+    ("secret", "shown"),
+    [
+        ("tg_abcdefghijklmnop", "tg_abcd…"),
+        ("tg_abcde", "tg_abcd…"),  # a hint stored by an older version
+        ("tg_abcd…", "tg_abcd…"),  # a hint is its own hint
+        ("bootstrap-secret-value", "boot…"),
+        ("boot…", "boot…"),
+        ("tg_ab", "tg_ab…"),
+        ("tg_ab…", "tg_ab…"),
+    ],
+)
+def test_hint_shows_four_characters_after_the_prefix(secret: str, shown: str) -> None:
+    assert hint(secret) == shown and len(shown) <= 16  # the column's width
 
 
 def test_hasher_is_keyed() -> None:
@@ -52,7 +68,7 @@ async def test_only_the_hash_is_stored(store: StoreSource) -> None:
         row = (await conn.execute(sa.select(tokens))).mappings().one()
     assert created.secret not in str(dict(row))
     assert row["secret_hash"] != created.secret and len(row["secret_hash"]) == 64
-    assert row["secret_hint"] == created.secret[:8]
+    assert row["secret_hint"] == f"tg_{created.secret[3:7]}…"
 
 
 async def test_authentication_and_throttled_last_use(store: StoreSource) -> None:

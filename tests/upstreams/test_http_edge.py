@@ -17,7 +17,7 @@ import pytest
 from upstreams import errors
 from upstreams.amper import AmperSource
 from upstreams.base import TokenSource
-from upstreams.http_edge import UpstreamHttp, retry_after_seconds
+from upstreams.http_edge import UpstreamHttp, path_segment, retry_after_seconds
 from upstreams.losant import LosantSource
 from upstreams.model import PageRequest, TokenFilter, TokenOrder
 from upstreams.oauth import OAuthSource
@@ -179,3 +179,27 @@ async def test_request_url_is_what_httpx_sends(url: str, params: dict[str, str] 
         await edge(record).send("GET", url, params=params)
         await edge(record).send("GET", url, params=params)  # the memoised URL
     assert sent[1] == sent[0] and sent[2] == sent[0]
+
+
+@pytest.mark.parametrize(
+    ("value", "segment"),
+    [
+        ("abcd1234", "abcd1234"),
+        ("~a.b-c_d", "~a.b-c_d"),
+        ("user;x", "user%3Bx"),
+        ("..;", "..%3B"),
+        ("%2E%2E", "%252E%252E"),
+        ("a/b?c#d e", "a%2Fb%3Fc%23d%20e"),
+        ("Zoë", "Zo%C3%AB"),
+        ("a@b:c!$&'()*+,=", "a%40b%3Ac%21%24%26%27%28%29%2A%2B%2C%3D"),
+    ],
+)
+def test_path_segment_encodes_everything_but_unreserved(value: str, segment: str) -> None:
+    assert path_segment(value) == segment
+
+
+@pytest.mark.parametrize("value", ["", ".", "..", "a\nb", "a\x00", "\x7f", "a\x85", "\ud800"])
+def test_path_segment_refuses_what_no_encoding_keeps_one_segment(value: str) -> None:
+    with pytest.raises(errors.InvalidInput) as info:
+        path_segment(value, argument="userId")
+    assert info.value.argument == "userId"

@@ -40,10 +40,11 @@ from upstreams.amper.normalise import (
     parse_created,
     parse_list,
     parse_single,
+    redacted_snippet,
     sort_param,
 )
 from upstreams.answer_memo import AnswerMemo
-from upstreams.http_edge import UpstreamHttp, retry_after_seconds
+from upstreams.http_edge import UpstreamHttp, path_segment, retry_after_seconds
 from upstreams.http_edge import base_url as checked_base_url
 from upstreams.model import (
     Capabilities,
@@ -294,15 +295,17 @@ class AmperSource:
                 tokens[local_id] = result
         return tokens
 
-    async def _get(self, local_id: str) -> tuple[Token, str | None] | None:
-        """The token and its ETag, or None when Amper does not know the id."""
+    async def _get(self, local_id: str) -> tuple[Token, str | None, str | None] | None:
+        """The token, its ETag and Amper's whole redacted snippet (the token's hint shows
+        less), or None when Amper does not know the id."""
         response = await self._http.send("GET", self._token_url(local_id))
         if response.status_code == 404:
             return None
         if response.status_code != 200:
             raise self._http.unexpected(response)
         try:
-            token = parse_single(self._http.json(response), source=self._key, now=datetime.now(UTC))
+            payload = self._http.json(response)
+            token = parse_single(payload, source=self._key, now=datetime.now(UTC))
         except SchemaViolation as exc:
             raise errors.BadUpstreamResponse(
                 self._key, f"{self._name} sent a malformed token: {exc}"
@@ -311,7 +314,7 @@ class AmperSource:
             raise errors.BadUpstreamResponse(
                 self._key, f"{self._name} answered with another token than the one asked for"
             )
-        return token, response.headers.get("etag")
+        return token, response.headers.get("etag"), redacted_snippet(payload)
 
     async def create(self, spec: CreateSpec) -> Created:
         name = _checked_name(spec)
@@ -353,12 +356,12 @@ class AmperSource:
             found = await self._get(local_id)
             if found is None:
                 raise errors.NotFound(f"{self._name} has no token with this id")
-            token, etag = found
+            _token, etag, snippet = found
             if etag is None:
                 raise errors.BadUpstreamResponse(
                     self._key, f"{self._name} sent a token without its ETag"
                 )
-            if is_own_credential(token.secret_hint, self._api_token):
+            if is_own_credential(snippet, self._api_token):
                 raise errors.Forbidden(
                     f"this is the token the gateway uses to reach {self._name}: "
                     "revoking it would cut the gateway off; revoke it at Amper directly"
@@ -384,7 +387,7 @@ class AmperSource:
     # -- URLs ----------------------------------------------------------------------------
 
     def _token_url(self, local_id: str) -> str:
-        return f"{self._base}{_API}/{local_id}"
+        return f"{self._base}{_API}/{path_segment(local_id)}"
 
 
 class _Reader:

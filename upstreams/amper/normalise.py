@@ -13,6 +13,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
+from upstreams import hints
 from upstreams.model import Direction, OrderField, Provider, Status, Token, effective_status, utc
 
 MEDIA_TYPE = "application/vnd.api+json"
@@ -79,7 +80,10 @@ def _timestamp(value: str) -> datetime | str:
         return "is not an ISO-8601 date-time"
     if parsed.tzinfo is None or parsed.utcoffset() is None:
         return "has no UTC offset"
-    return utc(parsed)
+    try:
+        return utc(parsed)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+14:00: before year 1 in UTC
+        return "is out of range"
 
 
 def normalise_token(resource: object, *, source: str, now: datetime) -> Token:
@@ -105,8 +109,8 @@ def normalise_token(resource: object, *, source: str, now: datetime) -> Token:
         if raw_access is None
         else parse_timestamp(raw_access, f"token {token_id}: date_access")
     )
-    hint = attributes.get("access_token_redacted")
-    if hint is not None and not isinstance(hint, str):
+    snippet = attributes.get("access_token_redacted")
+    if snippet is not None and not isinstance(snippet, str):
         raise SchemaViolation(f"token {token_id}: access_token_redacted is not a string")
     return Token(
         source=source,
@@ -120,7 +124,7 @@ def normalise_token(resource: object, *, source: str, now: datetime) -> Token:
         owner=None,
         created_at=created,
         last_used_at=accessed,
-        secret_hint=hint,
+        secret_hint=shown_hint(snippet),
     )
 
 
@@ -168,17 +172,33 @@ def create_document(name: str) -> dict[str, Any]:
     return {"data": {"type": RESOURCE_TYPE, "attributes": {"display_name": name}}}
 
 
-def redacted_prefix(secret_hint: str | None) -> str | None:
-    """The visible beginning of a redacted secret (``abcd1234***`` -> ``abcd1234``)."""
-    if secret_hint is None:
+def redacted_prefix(snippet: str | None) -> str | None:
+    """The visible beginning of Amper's redacted secret (``abcd1234***`` -> ``abcd1234``)."""
+    if snippet is None:
         return None
-    prefix = secret_hint.rstrip("*")
+    prefix = snippet.rstrip("*")
     return prefix or None
 
 
-def is_own_credential(secret_hint: str | None, api_token: str) -> bool:
-    """Whether a token's redacted snippet is the beginning of the gateway's own credential."""
-    prefix = redacted_prefix(secret_hint)
+def shown_hint(snippet: str | None) -> str | None:
+    """What callers see of Amper's snippet: its first 4 characters (``abcd…``), no more."""
+    prefix = redacted_prefix(snippet)
+    return None if prefix is None else hints.shown(prefix)
+
+
+def redacted_snippet(payload: object) -> str | None:
+    """Amper's whole redacted snippet in a single-token document ``parse_single`` accepted.
+
+    Never shown (the hint shows less); it tells the gateway's own credential apart.
+    """
+    snippet = _data_object(payload)["attributes"].get("access_token_redacted")
+    return snippet if isinstance(snippet, str) else None
+
+
+def is_own_credential(snippet: str | None, api_token: str) -> bool:
+    """Whether a token's redacted snippet (the whole of it, as Amper sent it: not the hint)
+    is the beginning of the gateway's own credential."""
+    prefix = redacted_prefix(snippet)
     if prefix is None or len(prefix) < MIN_PREFIX_FOR_SELF_CHECK:
         return False
     return api_token.startswith(prefix)

@@ -49,7 +49,7 @@ import httpx
 
 from upstreams import errors, ordering
 from upstreams.answer_memo import AnswerMemo
-from upstreams.http_edge import UpstreamHttp
+from upstreams.http_edge import UpstreamHttp, path_segment
 from upstreams.http_edge import base_url as checked_base_url
 from upstreams.http_edge import retry_after_seconds as retry_after_seconds  # re-exported
 from upstreams.losant.normalise import (
@@ -467,11 +467,11 @@ class LosantSource:
     # -- HTTP ------------------------------------------------------------------------------
 
     def _collection_url(self, app: str) -> str:
-        return f"{self._base}/applications/{app}/tokens"
+        return f"{self._base}/applications/{path_segment(app)}/tokens"
 
     def _token_url(self, app: str, token_id: str) -> str:
-        # Both are checked 24-hex ids (parse_local_id): nothing else reaches the path.
-        return f"{self._base}/applications/{app}/tokens/{token_id}"
+        # Both are checked 24-hex ids (parse_local_id), encoded all the same.
+        return f"{self._collection_url(app)}/{path_segment(token_id)}"
 
     async def _fetch(
         self, call: _Call, app: str, sort_field: str, direction: Direction, page_index: int

@@ -85,9 +85,13 @@ def _date_time(value: str) -> datetime | str:
     if _DATE_TIME.fullmatch(value) is None:
         return "is not an ISO-8601 date-time"
     try:
-        return utc(datetime.fromisoformat(value.upper()))
+        parsed = datetime.fromisoformat(value.upper())
     except ValueError:
         return "is not a valid date-time"
+    try:
+        return utc(parsed)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+14:00: before year 1 in UTC
+        return "is out of range"
 
 
 def format_date(value: datetime) -> str:

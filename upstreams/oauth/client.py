@@ -11,7 +11,7 @@ import httpx
 
 from upstreams import errors, ordering
 from upstreams.answer_memo import AnswerMemo
-from upstreams.http_edge import UpstreamHttp
+from upstreams.http_edge import UpstreamHttp, path_segment
 from upstreams.http_edge import base_url as checked_base_url
 from upstreams.http_edge import retry_after_seconds as retry_after_seconds  # re-exported
 from upstreams.model import (
@@ -164,7 +164,7 @@ class OAuthSource:
         if parsed is None:
             raise errors.InvalidInput("not a token id of this source", argument="id")
         user_id, token_id = parsed
-        url = f"{self._base}{_API}/{user_path_segment(user_id)}/tokens/{token_id}"
+        url = f"{self._base}{_API}/{user_path_segment(user_id)}/tokens/{path_segment(token_id)}"
         response = await self._http.send("DELETE", url)
         # The seed: 204 whether or not the user or token existed, so there is no NotFound.
         if not response.is_success:

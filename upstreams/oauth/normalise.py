@@ -11,6 +11,7 @@ from functools import lru_cache
 from urllib.parse import quote, unquote
 
 from upstreams.errors import InvalidInput
+from upstreams.http_edge import path_segment
 from upstreams.model import Owner, OwnerKind, Provider, Status, Token, effective_status
 
 MAX_USER_ID_LENGTH = 256
@@ -36,8 +37,8 @@ def _user_id_problem(user_id: str) -> str | None:
         return "it is empty"
     if len(user_id) > MAX_USER_ID_LENGTH:
         return f"it is longer than {MAX_USER_ID_LENGTH} characters"
-    if any(unicodedata.category(ch) == "Cc" for ch in user_id):
-        return "it contains control characters"
+    if any(unicodedata.category(ch) in {"Cc", "Cs"} for ch in user_id):
+        return "it contains control characters or lone surrogates"
     # Percent-encoding leaves dots alone and HTTP clients resolve dot segments: "." or ".."
     # would address another path.
     if user_id in {".", ".."}:
@@ -46,7 +47,7 @@ def _user_id_problem(user_id: str) -> str | None:
 
 
 def user_path_segment(user_id: str) -> str:
-    return quote(check_user_id(user_id), safe="")
+    return path_segment(check_user_id(user_id), argument="userId")
 
 
 def is_token_id(token_id: str) -> bool:

@@ -1,8 +1,8 @@
 """Token secrets: generated, hashed with a server key, compared in constant time.
 
 A secret is ``tg_`` + 43 URL-safe characters (32 random bytes). At rest the store keeps only
-HMAC-SHA256(server key, secret) and a short hint (the prefix), so a stolen database file is
-useless without the key, and the key alone reveals no secret.
+HMAC-SHA256(server key, secret) and a short hint (``tg_`` and 4 characters: upstreams/hints.py),
+so a stolen database file is useless without the key, and the key alone reveals no secret.
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ import secrets
 from hashlib import sha256
 from pathlib import Path
 
+from upstreams import hints
+
 PREFIX = "tg_"
 SECRET_BYTES = 32
-HINT_LENGTH = 8
 SECRET_PATTERN = re.compile(r"tg_[A-Za-z0-9_-]{43}")
 KEY_ENV = "TOKENGATE_SECRET_KEY"
 MIN_KEY_BYTES = 32
@@ -27,7 +28,12 @@ def new_secret() -> str:
 
 
 def hint(secret: str) -> str:
-    return secret[:HINT_LENGTH]
+    """``tg_abcd…`` for a generated secret; the first 4 characters and ``…`` for any other
+    (a bootstrap secret). Also applied to a stored hint when read: older versions stored
+    8 characters, and a hint made again from a hint is the same hint."""
+    if secret.startswith(PREFIX):
+        return hints.shown(secret.removeprefix(PREFIX), public_prefix=PREFIX)
+    return hints.shown(secret)
 
 
 class SecretHasher:

@@ -295,7 +295,7 @@ class StoreSource:
             updated_at=from_us(row["updated_at"]),
             last_used_at=from_us(row["last_used_at"]),
             expires_at=expires_at,
-            secret_hint=row["secret_hint"],
+            secret_hint=credentials.hint(row["secret_hint"]),  # older rows kept 8 characters
             bound_sources=_sources(row["allowed_sources"]),
         )
 

@@ -725,7 +725,7 @@ async def test_create(sim: tuple[AmperSimState, str], http: httpx.AsyncClient) -
     [post] = [r for r in state.control.requests if r.method == "POST"]
     assert post.headers["content-type"] == "application/vnd.api+json"
     listed = await source.get_many([new.id])
-    assert listed[new.id].secret_hint == f"{new.secret[:8]}***"
+    assert listed[new.id].secret_hint == f"{new.secret[:4]}…"  # Amper shows 8
 
 
 @pytest.mark.parametrize(

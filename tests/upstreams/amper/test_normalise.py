@@ -23,6 +23,7 @@ from upstreams.amper.normalise import (
     parse_single,
     parse_timestamp,
     redacted_prefix,
+    shown_hint,
     sort_param,
 )
 from upstreams.model import Direction, OrderField, Provider, Status, Token
@@ -78,7 +79,7 @@ def expected(token_id: str, name: str, **changes: Any) -> Token:
         "owner": None,
         "created_at": SEED_DAY,
         "last_used_at": None,
-        "secret_hint": f"{token_id}***",
+        "secret_hint": f"{token_id[:4]}…",  # of the seed's 8 visible characters
     }
     fields.update(changes)
     return Token(**fields)
@@ -202,6 +203,12 @@ VIOLATIONS = [
         id="date-create-without-offset",
     ),
     pytest.param(variant(SEED_FIRST, date_access="yesterday"), id="date-access-not-iso"),
+    pytest.param(
+        variant(SEED_FIRST, date_create="0001-01-01T00:00:00+14:00"), id="date-create-before-year-1"
+    ),
+    pytest.param(
+        variant(SEED_FIRST, date_access="9999-12-31T23:59:59-14:00"), id="date-access-after-9999"
+    ),
     pytest.param(variant(SEED_FIRST, access_token_redacted=42), id="redacted-not-a-string"),
 ]
 
@@ -379,6 +386,23 @@ def test_redacted_prefix(hint: str | None, prefix: str | None) -> None:
 )
 def test_own_credential(hint: str | None, own: bool) -> None:
     assert is_own_credential(hint, "abcd1234XYZ") is own
+
+
+@pytest.mark.parametrize(
+    ("snippet", "hint"),
+    [
+        ("abcd1234***", "abcd…"),
+        ("abcd***", "abcd…"),
+        ("ab***", "ab…"),
+        ("***", None),
+        (None, None),
+        ("abcd1234", "abcd…"),
+    ],
+)
+def test_hints_show_at_most_four_characters_of_the_snippet(
+    snippet: str | None, hint: str | None
+) -> None:
+    assert shown_hint(snippet) == hint
 
 
 def test_positions_round_trip() -> None:

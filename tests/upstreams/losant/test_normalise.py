@@ -627,6 +627,12 @@ def test_format_date(value: datetime, expected: str) -> None:
     assert parse_date(expected, "x") == value.replace(microsecond=value.microsecond // 1000 * 1000)
 
 
+@pytest.mark.parametrize("value", ["0001-01-01T00:00:00.000+14:00", "9999-12-31T23:59:59-14:00"])
+def test_parse_date_refuses_instants_outside_utc_range(value: str) -> None:
+    with pytest.raises(SchemaViolation, match="'x' is out of range"):
+        parse_date(value, "x")
+
+
 def test_format_date_refuses_naive() -> None:
     with pytest.raises(ValueError, match="naive"):
         format_date(datetime(2016, 6, 13))
