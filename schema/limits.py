@@ -47,6 +47,10 @@ _SHOWN = 10**9
 # How often one response name may be selected in one selection set (fragments expanded):
 # graphql-core compares every such pair when it validates (OverlappingFieldsCanBeMerged).
 MAX_REPEATS = 100
+# The same rule also compares, pair by pair, the fields that answer at one response path
+# under different parents (``a { b } a { b }``): the sum over response paths of the square
+# of their field counts bounds that work for the whole document.
+MAX_PATH_PAIRS = 50_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,6 +235,12 @@ def problem(
             f"a selection set selects the same field {_amount(repeats)} times once fragments "
             f"are expanded; the limit is {MAX_REPEATS}"
         )
+    pairs = path_pairs(roots, fragments, limits.max_selections)
+    if pairs > MAX_PATH_PAIRS:
+        return (
+            f"the document selects the same response paths too often ({_amount(pairs)} pairs "
+            f"of fields to compare, the limit is {MAX_PATH_PAIRS}): select each field once"
+        )
     chosen = [
         op
         for op in operations
@@ -249,6 +259,42 @@ def problem(
             f"nodes); the budget is {limits.max_cost}: ask for smaller pages or fewer fields"
         )
     return None
+
+
+def path_pairs(
+    roots: list[SelectionSetNode],
+    fragments: Mapping[str, FragmentDefinitionNode],
+    max_fields: int,
+) -> int:
+    """The sum over response paths of (fields answering there)^2, fragments expanded.
+
+    Called once the expanded selections are known to be at most ``max_fields``, so this
+    walk expands everything; a fragment already being expanded on the way down (a cycle,
+    refused later by validation) is not expanded again, and the walk stops past
+    ``max_fields`` fields whatever happens.
+    """
+    counts: Counter[tuple[str, ...]] = Counter()
+    visited = 0
+    stack: list[tuple[SelectionSetNode, tuple[str, ...], frozenset[str]]] = [
+        (root, (), frozenset()) for root in roots
+    ]
+    while stack and visited <= max_fields:
+        node, path, active = stack.pop()
+        for selection in node.selections:
+            visited += 1
+            if isinstance(selection, FieldNode):
+                here = (*path, (selection.alias or selection.name).value)
+                counts[here] += 1
+                if selection.selection_set is not None:
+                    stack.append((selection.selection_set, here, active))
+            elif isinstance(selection, InlineFragmentNode):
+                stack.append((selection.selection_set, path, active))
+            elif isinstance(selection, FragmentSpreadNode):
+                name = selection.name.value
+                fragment = fragments.get(name)
+                if fragment is not None and name not in active:
+                    stack.append((fragment.selection_set, path, active | {name}))
+    return sum(n * n for n in counts.values())
 
 
 def _spread_names(document: DocumentNode) -> set[str]:

@@ -146,3 +146,21 @@ def test_scan_selections_are_those_written() -> None:
     text = "query Q($v: T = {a: 1}) { x: a(b: {c: 1}) @d(e: 1) { ...F ... on T { g } } } fragment F on T { h }"
     measured = scan(text, 10_000)
     assert (measured.selections, measured.nesting) == (7, 3)
+
+
+def test_path_pairs_count_fields_answering_at_one_path() -> None:
+    from graphql import FragmentDefinitionNode, OperationDefinitionNode, parse
+
+    from schema.limits import path_pairs
+
+    document = parse(
+        "{ a { b b } ...F } fragment F on Q { a { b } c ...F } fragment G on Q { ...G x }"
+    )
+    fragments = {
+        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+    }
+    [operation] = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    # a: 2 fields, a.b: 3, c: 1 (F spread in F is a cycle: expanded once)
+    assert path_pairs([operation.selection_set], fragments, 100) == 4 + 9 + 1
+    # a fragment spreading itself is expanded once more, then the walk ends (no loop)
+    assert path_pairs([fragments["G"].selection_set], fragments, 100) == 4

@@ -125,6 +125,35 @@ def test_repeated_field_refused_before_validation(gateway: Gateway, query: str) 
     assert "the same field" in refusal(post(gateway, {"query": query}))
 
 
+@pytest.mark.parametrize(
+    "query",
+    [
+        "{ " + " ".join("sources { " + "key " * 99 + "}" for _ in range(19)) + " }",
+        "query { "
+        + " ".join(f"...F{i}" for i in range(19))
+        + " } "
+        + " ".join(f"fragment F{i} on Query {{ sources {{ {'key ' * 99}}} }}" for i in range(19)),
+    ],
+    ids=["under-repeated-parents", "through-fragments"],
+)
+def test_same_response_path_under_many_parents_refused(gateway: Gateway, query: str) -> None:
+    """Under every per-set limit (99 repeats, 1,900 selections), 19 parents of the same
+    name each repeating one field still cost validation ~150-300 ms pairing them up."""
+    with healthz_watch(gateway) as latencies:
+        response = post(gateway, {"query": query})
+        time.sleep(0.05)
+    assert "same response paths" in refusal(response)
+    assert max(latencies) < GENEROUS_S
+
+
+def test_fields_repeated_through_a_few_fragments_still_run(gateway: Gateway) -> None:
+    """What Relay and Apollo send: the same fields from several fragments."""
+    fragments = " ".join(f"fragment F{i} on Source {{ key name provider }}" for i in range(20))
+    spreads = " ".join(f"...F{i}" for i in range(20))
+    body = post(gateway, {"query": f"{{ sources {{ {spreads} }} }} {fragments}"}).json()
+    assert "errors" not in body, body
+
+
 def test_selection_cap_counts_the_whole_document(gateway: Gateway) -> None:
     many_fragments = (
         "query { "
