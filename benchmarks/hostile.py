@@ -159,6 +159,10 @@ def families(timeout: float) -> dict[str, Callable[[], Callable[[str], Outcome]]
         "repeated-field-1000": lambda: post_json(
             {"query": "{ sources { " + "key " * 1000 + "} }"}, timeout
         ),
+        "same-path-19x99": lambda: post_json(
+            {"query": "{ " + " ".join("sources { " + "key " * 99 + "}" for _ in range(19)) + " }"},
+            timeout,
+        ),
         "repeated-typename-1000": lambda: post_json(
             {"query": "{ " + "__typename " * 1000 + "}"}, timeout
         ),
