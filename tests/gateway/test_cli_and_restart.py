@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -145,11 +146,33 @@ def test_too_short_bootstrap_token_stops_serve(tmp_path: Path) -> None:
     assert "short" not in result.stderr.replace("at least", "")
 
 
+def _read_response(conn: socket.socket) -> bytes:
+    """One whole HTTP/1.1 response (headers and a Content-Length body), however the
+    server split it into segments; b"" when the connection closed first."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(4096)
+        if not chunk:
+            return data
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":", 1)[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    while len(body) < length:
+        chunk = conn.recv(4096)
+        if not chunk:
+            break
+        body += chunk
+    return head + b"\r\n\r\n" + body
+
+
 def test_serve_keeps_an_idle_connection_past_common_client_timeouts(tmp_path: Path) -> None:
     """A client (or load balancer) reusing a connection idle for 6 s finds it open: the
     gateway must not be the side that closes it (uvicorn's default is 5 s, which raced
     httpx's own 5 s idle expiry and reset requests under load)."""
-    import socket
     import time
 
     from upstreams.loopback import free_port
@@ -167,10 +190,10 @@ def test_serve_keeps_an_idle_connection_past_common_client_timeouts(tmp_path: Pa
         request = f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
         with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
             conn.sendall(request)
-            assert conn.recv(4096).startswith(b"HTTP/1.1 200")
+            assert _read_response(conn).startswith(b"HTTP/1.1 200")
             time.sleep(6)
             conn.sendall(request)
-            assert conn.recv(4096).startswith(b"HTTP/1.1 200"), "the idle connection was closed"
+            assert _read_response(conn).startswith(b"HTTP/1.1 200"), "the idle connection closed"
     finally:
         process.terminate()
         process.wait(timeout=30)
