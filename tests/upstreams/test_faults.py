@@ -95,7 +95,9 @@ def test_fault(
     assert "INTERNAL" in providers or healthy, "the other sources' data is there"
     others = {s.provider.upper() for s in sims.values() if s.source.key in healthy}
     assert others <= providers | {"INTERNAL"}
-    assert elapsed < TIMEOUT_S + 1.0, f"answered in {elapsed:.2f}s"
+    # The deadline cut the call short: well before the 4 s latency or 10 s hang ends (the
+    # slack is for a shared CI machine; CI once saw 2.66 s).
+    assert elapsed < TIMEOUT_S + 2.0, f"answered in {elapsed:.2f}s"
     # A Losant source with several applications asks each application once per attempt.
     fan = len(sim.source.application_ids) or 1
     assert len(sim.state.control.requests) == per_call * fan, [
