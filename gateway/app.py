@@ -88,11 +88,12 @@ class RequestId:
             request_id_var.reset(token)
 
 
-async def open_store(config: Config) -> StoreSource:
-    """Engine, migrations, server key: the store ready to use (also for the CLI)."""
+async def open_store(config: Config, server_key: bytes | None = None) -> StoreSource:
+    """Engine, migrations, server key (``server_key``, else loaded or made from the config):
+    the store ready to use (also for the CLI)."""
     engine = create_engine(config.store.url)
     await migrate(engine)
-    hasher = SecretHasher(load_key(config.store.key_file))
+    hasher = SecretHasher(server_key or load_key(config.store.key_file))
     return StoreSource(
         engine,
         hasher,
@@ -178,7 +179,8 @@ def create_app(config: Config, *, freeze_heap: bool = False) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
-        store = await open_store(config)
+        server_key = load_key(config.store.key_file)
+        store = await open_store(config, server_key)
         await _ensure_bootstrap(store)
         client = http_client()
         upstreams = build_upstreams(config.sources, client)
@@ -186,9 +188,9 @@ def create_app(config: Config, *, freeze_heap: bool = False) -> Starlette:
             store,
             upstreams,
             timeouts_s={s.key: s.deadline_s for s in config.sources},
-            # From the server key (open_store has made sure it exists): every worker and
-            # replica sharing the key accepts the others' cursors, a restart keeps them.
-            cursors=CursorCodec.from_server_key(load_key(config.store.key_file)),
+            # From the server key: every worker and replica sharing the key accepts the
+            # others' cursors, and a restart keeps them.
+            cursors=CursorCodec.from_server_key(server_key),
         )
         view = GatewayView(schema, service, source_types(service), graphiql=config.server.graphiql)
         limiter = TokenBuckets(config.limits.rate_per_s, config.limits.burst)

@@ -74,11 +74,6 @@ class Principal:
         return self.allowed_sources is None or key in self.allowed_sources
 
     @property
-    def owner_user(self) -> str | None:
-        """The user this caller is confined to, or None when it sees every owner."""
-        return self.subject
-
-    @property
     def reach(self) -> Reach:
         return Reach(effective_scopes(self.scopes), self.subject, self.allowed_sources)
 

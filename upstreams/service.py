@@ -166,7 +166,7 @@ class TokenService:
     def _bind_filter(self, principal: Principal, flt: TokenFilter) -> TokenFilter:
         """Confine a user-bound caller to its own tokens, whatever the filter asked."""
         within = None if principal.is_unbound_admin else principal.reach
-        subject = principal.owner_user
+        subject = principal.subject
         if subject is None:
             return replace(flt, owner_user=None, within=within)
         if flt.user_id is not None and flt.user_id != subject:
@@ -295,7 +295,7 @@ class TokenService:
                     lineage=None if principal.is_unbound_admin else principal.bucket,
                 )
             else:
-                if principal.owner_user is not None:
+                if principal.subject is not None:
                     raise errors.Forbidden(
                         "a token bound to a user may create only internal tokens for that user"
                     )
@@ -317,10 +317,10 @@ class TokenService:
         if wider:
             raise errors.Forbidden(f"cannot grant scope {wider[0]!r}: the caller lacks it")
         subject = spec.subject
-        if principal.owner_user is not None:
-            if subject is not None and subject != principal.owner_user:
+        if principal.subject is not None:
+            if subject is not None and subject != principal.subject:
                 raise errors.Forbidden("cannot bind a token to another user")
-            subject = principal.owner_user
+            subject = principal.subject
         allowed = spec.allowed_sources
         if allowed is not None:
             unknown = sorted(k for k in allowed if k not in self.sources)
@@ -437,7 +437,7 @@ def may_see(principal: Principal, token: Token) -> bool:
     caller (``Reach.covers``) unless the caller is an unbound admin."""
     if not principal.may_use_source(token.source):
         return False
-    subject = principal.owner_user
+    subject = principal.subject
     if subject is not None and (
         token.owner is None or token.owner.kind is not OwnerKind.USER or token.owner.id != subject
     ):
