@@ -12,7 +12,7 @@ import pytest
 
 from gateway.app import create_app
 from gateway.config import LimitsConfig
-from gateway.demo import PROVIDERS, Simulated, simulators
+from gateway.demo import Simulated
 from tests.conftest import BOOTSTRAP, Gateway, gateway_config
 from upstreams.loopback import serve_in_thread
 
@@ -29,27 +29,6 @@ def gid(raw: str) -> str:
 def make(gateway: Gateway, secret: str | None = None, **fields: Any) -> tuple[str, str]:
     body = gateway.data(CREATE, {"input": {"source": "internal", **fields}}, secret=secret)
     return body["createToken"]["token"]["id"], body["createToken"]["secret"]
-
-
-@pytest.fixture(scope="module")
-def sims() -> Iterator[dict[str, Simulated]]:
-    with simulators(PROVIDERS, count=6) as running:
-        yield running
-
-
-@pytest.fixture
-def gw(
-    sims: dict[str, Simulated], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Gateway]:
-    monkeypatch.setenv("TOKENGATE_BOOTSTRAP_TOKEN", BOOTSTRAP)
-    config = gateway_config(tmp_path, sources=tuple(s.source for s in sims.values()))
-    with serve_in_thread(create_app(config)) as url:
-        for sim in sims.values():
-            sim.state.control.requests.clear()
-            sim.state.control.faults.clear()
-        yield Gateway(url=url, admin_secret=BOOTSTRAP, config=config)
-    for sim in sims.values():
-        sim.state.control.faults.clear()
 
 
 def _requests(sims: dict[str, Simulated]) -> list[Any]:

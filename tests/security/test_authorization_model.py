@@ -15,11 +15,10 @@ from typing import Any
 
 import pytest
 
-from gateway.app import create_app
-from gateway.demo import PROVIDERS, Simulated, simulators
-from tests.conftest import BOOTSTRAP, Gateway, gateway_config
+from gateway.demo import Simulated
+from tests.conftest import BOOTSTRAP, Gateway
+from tests.security.conftest import serving
 from upstreams import ids
-from upstreams.loopback import serve_in_thread
 from upstreams.oauth.normalise import local_id_for
 from upstreams.oauth.simulator import SimToken
 
@@ -88,20 +87,15 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    tmp_path = tmp_path_factory.mktemp("authz")
-    with pytest.MonkeyPatch.context() as mp, simulators(PROVIDERS, count=6) as sims:
-        mp.setenv("TOKENGATE_BOOTSTRAP_TOKEN", BOOTSTRAP)
-        config = gateway_config(tmp_path, sources=tuple(s.source for s in sims.values()))
-        with serve_in_thread(create_app(config)) as url:
-            gateway = Gateway(url=url, admin_secret=BOOTSTRAP, config=config)
-            callers = {"admin": BOOTSTRAP}
-            for kind, fields in CALLERS.items():
-                if fields:
-                    callers[kind] = gateway.data(
-                        CREATE, {"input": {"source": "internal", "name": kind, **fields}}
-                    )["createToken"]["secret"]
-            yield World(gateway, sims, callers)
+def world(sims: dict[str, Simulated], tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    with serving(sims, tmp_path_factory.mktemp("authz")) as gateway:
+        callers = {"admin": BOOTSTRAP}
+        for kind, fields in CALLERS.items():
+            if fields:
+                callers[kind] = gateway.data(
+                    CREATE, {"input": {"source": "internal", "name": kind, **fields}}
+                )["createToken"]["secret"]
+        yield World(gateway, sims, callers)
 
 
 def _make_target(world: World, kind: str) -> tuple[str, dict[str, Any]]:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from gateway.app import create_app
-from gateway.demo import PROVIDERS, Simulated, simulators
+from gateway.demo import Simulated
 from tests.conftest import BOOTSTRAP, Gateway, LogCapture, gateway_config
 from upstreams.loopback import serve_in_thread
 from upstreams.simulation import Fault
@@ -26,12 +26,6 @@ HEALTH = "{ sources { key health } }"
 TAG_BYTES = 32  # HMAC-SHA256
 FORGED_AMPER_OFFSET = 999999
 FORGED_LOSANT_PAGE = 9999999
-
-
-@pytest.fixture(scope="module")
-def sims() -> Iterator[dict[str, Simulated]]:
-    with simulators(PROVIDERS, count=12) as running:
-        yield running
 
 
 def _serve(

@@ -15,11 +15,10 @@ from typing import Any
 
 import pytest
 
-from gateway.app import create_app
-from gateway.demo import PROVIDERS, Simulated, simulators
-from tests.conftest import BOOTSTRAP, Gateway, gateway_config
+from gateway.demo import Simulated
+from tests.conftest import Gateway
+from tests.security.conftest import serving
 from upstreams import ids
-from upstreams.loopback import serve_in_thread
 from upstreams.oauth.simulator import WALK_USER
 
 HINT = re.compile(r"(?:tg_)?[^…]{0,4}…")
@@ -33,23 +32,9 @@ REVOKE = "mutation($id: ID!) { revokeToken(input: {id: $id}) { revokedTokenId } 
 
 
 @pytest.fixture(scope="module")
-def sims() -> Iterator[dict[str, Simulated]]:
-    with simulators(PROVIDERS, count=12) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
 def gw(sims: dict[str, Simulated], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    mp = pytest.MonkeyPatch()
-    mp.setenv("TOKENGATE_BOOTSTRAP_TOKEN", BOOTSTRAP)
-    config = gateway_config(
-        tmp_path_factory.mktemp("hints"), sources=tuple(s.source for s in sims.values())
-    )
-    try:
-        with serve_in_thread(create_app(config)) as url:
-            yield Gateway(url=url, admin_secret=BOOTSTRAP, config=config)
-    finally:
-        mp.undo()
+    with serving(sims, tmp_path_factory.mktemp("hints")) as gateway:
+        yield gateway
 
 
 def every_token(gw: Gateway) -> list[dict[str, Any]]:

@@ -4,14 +4,13 @@ upstream-provided links that point somewhere else."""
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 
 from gateway.app import create_app
-from gateway.demo import PROVIDERS, Simulated, simulators
+from gateway.demo import Simulated
 from tests.conftest import BOOTSTRAP, Gateway, gateway_config
 from upstreams.loopback import serve_in_thread
 from upstreams.oauth.simulator import WALK_USER
@@ -20,24 +19,6 @@ from upstreams.simulation import SimulatorControl, SimulatorMiddleware
 
 def gid(raw: str) -> str:
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
-
-
-@pytest.fixture(scope="module")
-def sims() -> Iterator[dict[str, Simulated]]:
-    with simulators(PROVIDERS, count=12) as running:
-        yield running
-
-
-@pytest.fixture
-def gw(
-    sims: dict[str, Simulated], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Gateway]:
-    monkeypatch.setenv("TOKENGATE_BOOTSTRAP_TOKEN", BOOTSTRAP)
-    config = gateway_config(tmp_path, sources=tuple(s.source for s in sims.values()))
-    with serve_in_thread(create_app(config)) as url:
-        for sim in sims.values():
-            sim.state.control.requests.clear()
-        yield Gateway(url=url, admin_secret=BOOTSTRAP, config=config)
 
 
 HOSTILE = [

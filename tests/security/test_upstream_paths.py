@@ -14,12 +14,11 @@ from urllib.parse import quote
 
 import pytest
 
-from gateway.app import create_app
-from gateway.demo import PROVIDERS, Simulated, simulators
+from gateway.demo import Simulated
 from gateway.upstream_factory import TRANSPORT_ENV
-from tests.conftest import BOOTSTRAP, Gateway, gateway_config
+from tests.conftest import Gateway
+from tests.security.conftest import serving
 from upstreams import ids
-from upstreams.loopback import serve_in_thread
 from upstreams.oauth.normalise import local_id_for
 from upstreams.oauth.simulator import API_PREFIX, SimToken
 
@@ -50,28 +49,15 @@ def gid(raw: str) -> str:
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
-@pytest.fixture(scope="module")
-def sims() -> Iterator[dict[str, Simulated]]:
-    with simulators(PROVIDERS, count=6) as running:
-        yield running
-
-
 @pytest.fixture(scope="module", params=TRANSPORTS)
 def gw(
     request: pytest.FixtureRequest,
     sims: dict[str, Simulated],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Gateway]:
-    mp = pytest.MonkeyPatch()
-    mp.setenv("TOKENGATE_BOOTSTRAP_TOKEN", BOOTSTRAP)
-    mp.setenv(TRANSPORT_ENV, request.param)
     tmp = tmp_path_factory.mktemp(f"paths-{request.param}")
-    config = gateway_config(tmp, sources=tuple(s.source for s in sims.values()))
-    try:
-        with serve_in_thread(create_app(config)) as url:
-            yield Gateway(url=url, admin_secret=BOOTSTRAP, config=config)
-    finally:
-        mp.undo()
+    with serving(sims, tmp, **{TRANSPORT_ENV: request.param}) as gateway:
+        yield gateway
 
 
 @pytest.fixture(autouse=True)
