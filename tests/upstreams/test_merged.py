@@ -11,17 +11,17 @@ from typing import Any
 
 import pytest
 
-from gateway.app import create_app
-from gateway.demo import PROVIDERS, Simulated, simulators
-from gateway.upstream_factory import build_upstreams, http_client
 from tests.conftest import BOOTSTRAP, Gateway, gateway_config
 from tests.seeding import seed
-from upstreams.loopback import serve_in_thread
-from upstreams.model import Direction, OrderField, Token, TokenFilter, TokenOrder
-from upstreams.oauth.simulator import WALK_USER
-from upstreams.principal import Principal
-from upstreams.service import PageArgs, TokenService
-from upstreams.store import SecretHasher, StoreSource, create_engine, migrate
+from tokengate.gateway.app import create_app
+from tokengate.gateway.demo import PROVIDERS, Simulated, simulators
+from tokengate.gateway.upstream_factory import build_upstreams, http_client
+from tokengate.upstreams.loopback import serve_in_thread
+from tokengate.upstreams.model import Direction, OrderField, Token, TokenFilter, TokenOrder
+from tokengate.upstreams.oauth.simulator import WALK_USER
+from tokengate.upstreams.principal import Principal
+from tokengate.upstreams.service import PageArgs, TokenService
+from tokengate.upstreams.store import SecretHasher, StoreSource, create_engine, migrate
 
 ADMIN = Principal(token_id="t", scopes=frozenset({"tokens:admin"}))
 ORDERS = [TokenOrder(f, d) for f in OrderField for d in Direction]
