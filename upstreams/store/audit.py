@@ -8,7 +8,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from upstreams.store import rows
+from upstreams.store import failures, rows
 from upstreams.store.rows import EPOCH, from_us, to_us
 from upstreams.store.tables import audit_events
 
@@ -38,26 +38,28 @@ class AuditLog:
         outcome: str,
         detail: str | None = None,
     ) -> None:
-        async with self._engine.begin() as conn:
-            await conn.execute(
-                audit_events.insert().values(
-                    at=to_us(rows.now()),
-                    actor_token_id=actor_token_id,
-                    action=action,
-                    target_id=target_id,
-                    source=source,
-                    outcome=outcome,
-                    detail=detail,
+        with failures.writing:
+            async with self._engine.begin() as conn:
+                await conn.execute(
+                    audit_events.insert().values(
+                        at=to_us(rows.now()),
+                        actor_token_id=actor_token_id,
+                        action=action,
+                        target_id=target_id,
+                        source=source,
+                        outcome=outcome,
+                        detail=detail,
+                    )
                 )
-            )
 
     async def page(self, limit: int, before_id: int | None) -> tuple[list[AuditEvent], bool]:
         """Newest first, ``limit`` events older than ``before_id``: (events, has_more)."""
         query = sa.select(audit_events).order_by(audit_events.c.id.desc()).limit(limit + 1)
         if before_id is not None:
             query = query.where(audit_events.c.id < before_id)
-        async with self._engine.connect() as conn:
-            found = (await conn.execute(query)).mappings().all()
+        with failures.reading:
+            async with self._engine.connect() as conn:
+                found = (await conn.execute(query)).mappings().all()
         events = [
             AuditEvent(
                 id=r["id"],

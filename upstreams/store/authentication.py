@@ -7,12 +7,11 @@ import json
 import time
 
 import sqlalchemy as sa
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from upstreams.model import Status, effective_status
 from upstreams.principal import Principal
-from upstreams.store import credentials, rows
+from upstreams.store import credentials, failures, rows
 from upstreams.store.rows import from_us, to_us
 from upstreams.store.tables import tokens
 
@@ -41,7 +40,10 @@ class Authenticator:
         self._cache_s = AUTH_CACHE_S if cache_s is None else cache_s
 
     async def authenticate(self, secret: str) -> Principal | None:
-        """The caller holding ``secret``, or None. Also records (throttled) last use."""
+        """The caller holding ``secret``, or None. Also records (throttled) last use.
+
+        A store it cannot read raises (``UpstreamUnavailable``): an outage must not look
+        like a bad credential."""
         if not secret or len(secret) > MAX_SECRET_LENGTH:
             return None
         digest = self._hasher.digest(secret)
@@ -50,12 +52,13 @@ class Authenticator:
         if cached is not None and cached[0] > now:
             await self._touch(cached[1].token_id)
             return cached[1]
-        async with self._engine.connect() as conn:
-            row = (
-                (await conn.execute(sa.select(tokens).where(tokens.c.secret_hash == digest)))
-                .mappings()
-                .first()
-            )
+        with failures.reading:
+            async with self._engine.connect() as conn:
+                row = (
+                    (await conn.execute(sa.select(tokens).where(tokens.c.secret_hash == digest)))
+                    .mappings()
+                    .first()
+                )
         if row is None or not self._hasher.verify(secret, row["secret_hash"]):
             return None
         expires_at = from_us(row["expires_at"])
@@ -102,6 +105,6 @@ class Authenticator:
                     .where(tokens.c.id == token_id)
                     .values(last_used_at=to_us(rows.now()))
                 )
-        except SQLAlchemyError:
+        except failures.STORE_FAILURES:
             # Last-use tracking must never fail a request.
             self._last_touch.pop(token_id, None)

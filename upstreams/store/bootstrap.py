@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from upstreams import errors
 from upstreams.model import Status
-from upstreams.store import credentials, rows
+from upstreams.store import credentials, failures, rows
 from upstreams.store.rows import to_us
 from upstreams.store.tables import token_scopes, token_sources, tokens
 from upstreams.store.tokens import TokenStore
@@ -35,37 +35,40 @@ async def ensure_bootstrap(
         )
     digest = hasher.digest(secret)
     now = rows.now()
-    async with engine.begin() as conn:
-        await conn.execute(
-            tokens.update()
-            .where(tokens.c.is_bootstrap.is_(True), tokens.c.secret_hash != digest)
-            .values(status=Status.REVOKED.value, updated_at=to_us(now))
-        )
-        existing = (
-            await conn.execute(sa.select(tokens.c.id).where(tokens.c.secret_hash == digest))
-        ).first()
-        if existing is not None:
+    with failures.writing:
+        async with engine.begin() as conn:
             await conn.execute(
                 tokens.update()
-                .where(tokens.c.id == existing[0])
-                .values(
-                    status=Status.ACTIVE.value,
-                    scopes=json.dumps([ADMIN_SCOPE]),
-                    subject=None,
-                    allowed_sources=None,
-                    expires_at=None,
-                    is_bootstrap=True,
-                    lineage=None,
+                .where(tokens.c.is_bootstrap.is_(True), tokens.c.secret_hash != digest)
+                .values(status=Status.REVOKED.value, updated_at=to_us(now))
+            )
+            existing = (
+                await conn.execute(sa.select(tokens.c.id).where(tokens.c.secret_hash == digest))
+            ).first()
+            if existing is not None:
+                await conn.execute(
+                    tokens.update()
+                    .where(tokens.c.id == existing[0])
+                    .values(
+                        status=Status.ACTIVE.value,
+                        scopes=json.dumps([ADMIN_SCOPE]),
+                        subject=None,
+                        allowed_sources=None,
+                        expires_at=None,
+                        is_bootstrap=True,
+                        lineage=None,
+                    )
                 )
-            )
-            await conn.execute(
-                token_sources.delete().where(token_sources.c.token_id == existing[0])
-            )
-            await conn.execute(token_scopes.delete().where(token_scopes.c.token_id == existing[0]))
-            await conn.execute(
-                token_scopes.insert().values(token_id=existing[0], scope=ADMIN_SCOPE)
-            )
-            return str(existing[0])
+                await conn.execute(
+                    token_sources.delete().where(token_sources.c.token_id == existing[0])
+                )
+                await conn.execute(
+                    token_scopes.delete().where(token_scopes.c.token_id == existing[0])
+                )
+                await conn.execute(
+                    token_scopes.insert().values(token_id=existing[0], scope=ADMIN_SCOPE)
+                )
+                return str(existing[0])
     token_id = secrets.token_hex(16)
     try:
         await token_store.insert(

@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from upstreams.model import (
@@ -22,7 +21,7 @@ from upstreams.model import (
     UpdateSpec,
 )
 from upstreams.principal import Principal
-from upstreams.store import bootstrap, credentials
+from upstreams.store import bootstrap, credentials, failures
 from upstreams.store.audit import AuditEvent, AuditLog
 from upstreams.store.authentication import Authenticator
 from upstreams.store.rows import INTERNAL_KEY, to_us
@@ -120,7 +119,7 @@ class StoreSource:
         try:
             async with self._engine.connect() as conn:
                 await conn.execute(sa.text("SELECT 1"))
-        except (SQLAlchemyError, OSError):
+        except failures.STORE_FAILURES:
             return False
         return True
 

@@ -9,7 +9,6 @@ from datetime import datetime
 from typing import Any, Protocol
 
 import sqlalchemy as sa
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from upstreams import errors
@@ -25,8 +24,8 @@ from upstreams.model import (
     UpdateSpec,
 )
 from upstreams.principal import KNOWN_SCOPES, READ
-from upstreams.store import credentials, queries, rows
-from upstreams.store.rows import INTERNAL_KEY, to_us
+from upstreams.store import credentials, failures, queries, rows
+from upstreams.store.rows import to_us
 from upstreams.store.tables import token_scopes, token_sources, tokens
 
 MAX_NAME = 255
@@ -91,14 +90,10 @@ class TokenStore:
         )
         page_q = sa.select(tokens).where(page_where).order_by(*order_by).limit(request.limit + 1)
         count_q = sa.select(sa.func.count()).select_from(tokens).where(where)
-        try:
+        with failures.reading:
             async with self._engine.connect() as conn:
                 found = (await conn.execute(page_q)).mappings().all()
                 total = int((await conn.execute(count_q)).scalar_one())
-        except SQLAlchemyError as exc:
-            raise errors.UpstreamUnavailable(
-                INTERNAL_KEY, "the internal store is unreachable"
-            ) from exc
         items = [SourceItem(rows.token(r, now)) for r in found[: request.limit]]
         return SourcePage(items=items, has_more=len(found) > request.limit, total_count=total)
 
@@ -109,17 +104,13 @@ class TokenStore:
         if not wanted:
             return {}
         now = rows.now()
-        try:
+        with failures.reading:
             async with self._engine.connect() as conn:
                 found = (
                     (await conn.execute(sa.select(tokens).where(tokens.c.id.in_(wanted))))
                     .mappings()
                     .all()
                 )
-        except SQLAlchemyError as exc:
-            raise errors.UpstreamUnavailable(
-                INTERNAL_KEY, "the internal store is unreachable"
-            ) from exc
         return {r["id"]: rows.token(r, now) for r in found}
 
     async def get(self, local_id: str) -> Token:
@@ -189,13 +180,9 @@ class TokenStore:
             .select_from(tokens)
             .where(sa.or_(tokens.c.lineage == lineage, tokens.c.id == lineage), active)
         )
-        try:
+        with failures.reading:
             async with self._engine.connect() as conn:
                 held = int((await conn.execute(query)).scalar_one())
-        except SQLAlchemyError as exc:
-            raise errors.UpstreamUnavailable(
-                INTERNAL_KEY, "the internal store is unreachable"
-            ) from exc
         if held >= self._max_lineage_tokens:
             raise errors.Forbidden(
                 f"this caller's tokens and those minted from it already hold "
@@ -241,7 +228,7 @@ class TokenStore:
             "created_by": created_by,
             "lineage": lineage,
         }
-        try:
+        with failures.writing:
             async with self._engine.begin() as conn:
                 await conn.execute(tokens.insert().values(**values))
                 if scopes:
@@ -253,10 +240,6 @@ class TokenStore:
                         token_sources.insert(),
                         [{"token_id": token_id, "source": k} for k in sorted(allowed_sources)],
                     )
-        except SQLAlchemyError as exc:
-            raise errors.UpstreamUnavailable(
-                INTERNAL_KEY, "the internal store refused the write"
-            ) from exc
 
     async def update(self, local_id: str, spec: UpdateSpec) -> Token:
         current = await self.get(local_id)
@@ -277,12 +260,13 @@ class TokenStore:
             values["status"] = spec.status.value
         if values:
             values["updated_at"] = to_us(rows.now())
-            async with self._engine.begin() as conn:
-                await conn.execute(
-                    tokens.update()
-                    .where(tokens.c.id == local_id, tokens.c.status != Status.REVOKED.value)
-                    .values(**values)
-                )
+            with failures.writing:
+                async with self._engine.begin() as conn:
+                    await conn.execute(
+                        tokens.update()
+                        .where(tokens.c.id == local_id, tokens.c.status != Status.REVOKED.value)
+                        .values(**values)
+                    )
             self._listener.changed(local_id)
         return await self.get(local_id)
 
@@ -290,12 +274,13 @@ class TokenStore:
         """Mark the token REVOKED (kept for audit). Revoking twice is not an error."""
         if not rows.valid_local_id(local_id):
             raise errors.NotFound("no such token")
-        async with self._engine.begin() as conn:
-            result = await conn.execute(
-                tokens.update()
-                .where(tokens.c.id == local_id)
-                .values(status=Status.REVOKED.value, updated_at=to_us(rows.now()))
-            )
+        with failures.writing:
+            async with self._engine.begin() as conn:
+                result = await conn.execute(
+                    tokens.update()
+                    .where(tokens.c.id == local_id)
+                    .values(status=Status.REVOKED.value, updated_at=to_us(rows.now()))
+                )
         if result.rowcount == 0:
             raise errors.NotFound("no such token")
         self._listener.revoked(local_id)
