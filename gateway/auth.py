@@ -13,10 +13,10 @@ import math
 import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway.ratelimit import RateLimiter
-from upstreams import errors
-from upstreams.principal import Principal
-from upstreams.store.source import StoreSource
+from tokengate.gateway.ratelimit import RateLimiter
+from tokengate.upstreams import errors
+from tokengate.upstreams.principal import Principal
+from tokengate.upstreams.store.source import StoreSource
 
 log = logging.getLogger("tokengate.auth")
 CHALLENGE = b'Bearer realm="tokengate"'

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from upstreams.loopback import free_port
+from tokengate.upstreams.loopback import free_port
 
 REQUIRE_PG_ENV = "TOKENGATE_REQUIRE_PG"
 

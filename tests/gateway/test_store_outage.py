@@ -13,13 +13,13 @@ from typing import Any
 import httpx
 import pytest
 
-import gateway.app
-from gateway.app import create_app
-from gateway.config import Config
+import tokengate.gateway.app
 from tests.conftest import BOOTSTRAP, LogCapture, gateway_config
 from tests.pg_cluster import throwaway_cluster
-from upstreams.loopback import serve_in_thread
-from upstreams.store import StoreSource, authentication
+from tokengate.gateway.app import create_app
+from tokengate.gateway.config import Config
+from tokengate.upstreams.loopback import serve_in_thread
+from tokengate.upstreams.store import StoreSource, authentication
 
 CREATE = """mutation { createToken(input: {source: "internal", name: "victim",
   scopes: ["tokens:read"]}) { token { id } secret } }"""
@@ -107,7 +107,7 @@ def exercise_outage(
 def serve(config: Config, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, list[Any]]]:
     """The gateway on loopback, and (once started) its store and the loop that serves it."""
     opened: list[Any] = []
-    real_open_store = gateway.app.open_store
+    real_open_store = tokengate.gateway.app.open_store
 
     async def recording_open_store(*args: Any, **kwargs: Any) -> StoreSource:
         store = await real_open_store(*args, **kwargs)
@@ -115,7 +115,7 @@ def serve(config: Config, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str
         return store
 
     monkeypatch.setenv("TOKENGATE_BOOTSTRAP_TOKEN", BOOTSTRAP)
-    monkeypatch.setattr(gateway.app, "open_store", recording_open_store)
+    monkeypatch.setattr(tokengate.gateway.app, "open_store", recording_open_store)
     with serve_in_thread(create_app(config)) as url:
         yield url, opened
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from tests.pg_cluster import throwaway_cluster
-from upstreams import errors
-from upstreams.model import (
+from tokengate.upstreams import errors
+from tokengate.upstreams.model import (
     CreateSpec,
     Direction,
     OrderField,
@@ -22,7 +22,7 @@ from upstreams.model import (
     TokenOrder,
     UpdateSpec,
 )
-from upstreams.store import SecretHasher, StoreSource, create_engine, engine, migrate
+from tokengate.upstreams.store import SecretHasher, StoreSource, create_engine, engine, migrate
 
 
 @asynccontextmanager

@@ -8,9 +8,9 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from upstreams.store import failures, rows
-from upstreams.store.rows import EPOCH, from_us, to_us
-from upstreams.store.tables import audit_events
+from tokengate.upstreams.store import failures, rows
+from tokengate.upstreams.store.rows import EPOCH, from_us, to_us
+from tokengate.upstreams.store.tables import audit_events
 
 
 @dataclass(frozen=True, slots=True)

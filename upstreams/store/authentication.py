@@ -9,11 +9,11 @@ import time
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from upstreams.model import Status, effective_status
-from upstreams.principal import Principal
-from upstreams.store import credentials, failures, rows
-from upstreams.store.rows import from_us, to_us
-from upstreams.store.tables import tokens
+from tokengate.upstreams.model import Status, effective_status
+from tokengate.upstreams.principal import Principal
+from tokengate.upstreams.store import credentials, failures, rows
+from tokengate.upstreams.store.rows import from_us, to_us
+from tokengate.upstreams.store.tables import tokens
 
 MAX_SECRET_LENGTH = 512
 # How long an authentication is reused in one process. A token revoked or switched off

@@ -14,12 +14,12 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from upstreams import errors
-from upstreams.model import Status
-from upstreams.store import credentials, failures, rows
-from upstreams.store.rows import to_us
-from upstreams.store.tables import token_scopes, token_sources, tokens
-from upstreams.store.tokens import TokenStore
+from tokengate.upstreams import errors
+from tokengate.upstreams.model import Status
+from tokengate.upstreams.store import credentials, failures, rows
+from tokengate.upstreams.store.rows import to_us
+from tokengate.upstreams.store.tables import token_scopes, token_sources, tokens
+from tokengate.upstreams.store.tokens import TokenStore
 
 MIN_BOOTSTRAP_LENGTH = 16
 ADMIN_SCOPE = "tokens:admin"

@@ -15,8 +15,8 @@ from types import TracebackType
 import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy.exc import SQLAlchemyError
 
-from upstreams import errors
-from upstreams.store.rows import INTERNAL_KEY
+from tokengate.upstreams import errors
+from tokengate.upstreams.store.rows import INTERNAL_KEY
 
 STORE_FAILURES: tuple[type[Exception], ...] = (
     SQLAlchemyError,

@@ -7,12 +7,12 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from upstreams import errors
-from upstreams.model import OrderField, SortKey, Status, TokenFilter
-from upstreams.ordering import DEFAULT_STATUSES
-from upstreams.principal import ADMIN, Reach
-from upstreams.store.rows import INTERNAL_KEY, to_us
-from upstreams.store.tables import token_scopes, token_sources, tokens
+from tokengate.upstreams import errors
+from tokengate.upstreams.model import OrderField, SortKey, Status, TokenFilter
+from tokengate.upstreams.ordering import DEFAULT_STATUSES
+from tokengate.upstreams.principal import ADMIN, Reach
+from tokengate.upstreams.store.rows import INTERNAL_KEY, to_us
+from tokengate.upstreams.store.tables import token_scopes, token_sources, tokens
 
 SORT_COLUMNS = {
     OrderField.CREATED_AT: tokens.c.created_at,

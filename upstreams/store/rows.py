@@ -7,8 +7,8 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from upstreams.model import Owner, OwnerKind, Provider, Status, Token, effective_status
-from upstreams.store import credentials
+from tokengate.upstreams.model import Owner, OwnerKind, Provider, Status, Token, effective_status
+from tokengate.upstreams.store import credentials
 
 INTERNAL_KEY = "internal"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from upstreams.model import (
+from tokengate.upstreams.model import (
     Capabilities,
     Created,
     CreateSpec,
@@ -20,12 +20,12 @@ from upstreams.model import (
     Token,
     UpdateSpec,
 )
-from upstreams.principal import Principal
-from upstreams.store import bootstrap, credentials, failures
-from upstreams.store.audit import AuditEvent, AuditLog
-from upstreams.store.authentication import Authenticator
-from upstreams.store.rows import INTERNAL_KEY, to_us
-from upstreams.store.tokens import DEFAULT_MAX_LINEAGE_TOKENS, TokenStore
+from tokengate.upstreams.principal import Principal
+from tokengate.upstreams.store import bootstrap, credentials, failures
+from tokengate.upstreams.store.audit import AuditEvent, AuditLog
+from tokengate.upstreams.store.authentication import Authenticator
+from tokengate.upstreams.store.rows import INTERNAL_KEY, to_us
+from tokengate.upstreams.store.tokens import DEFAULT_MAX_LINEAGE_TOKENS, TokenStore
 
 __all__ = ["INTERNAL_KEY", "AuditEvent", "StoreSource", "to_us"]
 

@@ -11,8 +11,8 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from upstreams import errors
-from upstreams.model import (
+from tokengate.upstreams import errors
+from tokengate.upstreams.model import (
     Created,
     CreateSpec,
     Direction,
@@ -23,10 +23,10 @@ from upstreams.model import (
     Token,
     UpdateSpec,
 )
-from upstreams.principal import KNOWN_SCOPES, READ
-from upstreams.store import credentials, failures, queries, rows
-from upstreams.store.rows import to_us
-from upstreams.store.tables import token_scopes, token_sources, tokens
+from tokengate.upstreams.principal import KNOWN_SCOPES, READ
+from tokengate.upstreams.store import credentials, failures, queries, rows
+from tokengate.upstreams.store.rows import to_us
+from tokengate.upstreams.store.tables import token_scopes, token_sources, tokens
 
 MAX_NAME = 255
 MAX_DESCRIPTION = 4096
