@@ -30,11 +30,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from upstreams.amper import normalise as amper_normalise
-from upstreams.losant import normalise as losant_normalise
-from upstreams.losant import simulator as losant_sim
-from upstreams.oauth import normalise as oauth_normalise
-from upstreams.oauth import simulator as oauth_sim
+from tokengate.upstreams.amper import normalise as amper_normalise
+from tokengate.upstreams.losant import normalise as losant_normalise
+from tokengate.upstreams.losant import simulator as losant_sim
+from tokengate.upstreams.oauth import normalise as oauth_normalise
+from tokengate.upstreams.oauth import simulator as oauth_sim
 
 ROOT = Path(__file__).resolve().parents[1]
 NOW = datetime(2016, 12, 1, tzinfo=UTC)  # before the Losant seed token's expiry

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from upstreams.errors import InvalidInput
-from upstreams.losant.normalise import (
+from tokengate.upstreams.errors import InvalidInput
+from tokengate.upstreams.losant.normalise import (
     LazyTokens,
     SchemaViolation,
     TokenPage,
@@ -28,7 +28,7 @@ from upstreams.losant.normalise import (
     patch_body,
     post_body,
 )
-from upstreams.model import (
+from tokengate.upstreams.model import (
     CreateSpec,
     Owner,
     OwnerKind,
@@ -693,7 +693,7 @@ def test_ascii_digits_and_separators_never_come_from_case_folding() -> None:
 
 
 def test_expiry_horizon_is_the_first_expiry_still_ahead() -> None:
-    from upstreams.losant.normalise import expiry_horizon
+    from tokengate.upstreams.losant.normalise import expiry_horizon
 
     now = datetime(2026, 6, 1, tzinfo=UTC)
     items = [

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from upstreams.errors import InvalidInput
-from upstreams.model import Owner, OwnerKind, Provider, Status, Token
-from upstreams.oauth.normalise import (
+from tokengate.upstreams.errors import InvalidInput
+from tokengate.upstreams.model import Owner, OwnerKind, Provider, Status, Token
+from tokengate.upstreams.oauth.normalise import (
     MAX_USER_ID_LENGTH,
     SchemaViolation,
     check_user_id,
