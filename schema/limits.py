@@ -314,8 +314,9 @@ def _spread_names(document: DocumentNode) -> set[str]:
 
 
 class QueryLimits(SchemaExtension):
-    """Refuses over-limit documents before validation (ahead of ``ValidationByDocument`` in
-    the schema's extensions, which then skips), so nothing costly and nothing else runs."""
+    """Refuses over-limit documents before validation: placed ahead of Strawberry's
+    ``ValidationCache`` in the schema's extensions, it raises the refusal, so neither that
+    hook nor validation runs (Strawberry answers the raised error as a pre-execution error)."""
 
     limits = Limits()
 
@@ -325,7 +326,7 @@ class QueryLimits(SchemaExtension):
         if document is not None and context.pre_execution_errors is None:
             reason = problem(self.limits, document, context.operation_name, context.variables or {})
             if reason is not None:
-                context.pre_execution_errors = [refusal(reason)]
+                raise refusal(reason)
         yield
 
 

@@ -7,8 +7,7 @@ expression that matches whole tokens and whole runs of ignored characters at C s
 stops counting at the limit; the same pass counts the selections written in the text and
 how deep their sets nest, so a document with too many or too deep is refused unparsed.
 Only a document within these limits reaches the parser. Parsed documents are kept in a
-per-schema LRU keyed by their text (refusals are not kept), so the same text keeps handing
-back the same ``DocumentNode`` (schema/validated.py relies on that).
+per-schema LRU keyed by their text (refusals are not kept).
 """
 
 from __future__ import annotations
