@@ -1,25 +1,26 @@
 """A graphql-core executor that completes plain fields without the general machinery.
 
-A 20-token page resolves ~270 fields, nearly all of them read straight off an attribute
-(``name``, ``status``, ``edges``, ``node``, ``owner``...). For each, graphql-core builds
-a path and a resolve-info object, checks for arguments, calls Strawberry's resolver
+A 20-token page resolves some 270 fields, nearly all of them read straight off an
+attribute (``name``, ``status``, ``edges``, ``node``, ``owner``...). For each, graphql-core
+builds a path and a resolve-info object, checks for arguments, calls Strawberry's resolver
 wrapper (three calls deep, ending in ``getattr``) and completes the value through its
-non-null, list, leaf and object branches: ~3 µs a field, about a millisecond a page,
-spent after the upstream answers arrived, so all of it is page latency.
+non-null, list, leaf and object branches, all after the upstream answers arrived, so all
+of it is page latency and CPU. It stays only while ``benchmarks/saturation.py
+--stock-executor`` shows it saving CPU per request, and
+tests/schema/test_execution_differential.py holds it to the stock executor's answers.
 
 A field is *plain* when Strawberry resolves it by attribute access alone (no resolver, no
 arguments, no permission classes, no field extension, no schema directive) and its type is
 a scalar, an enum or an object type, or a list of them; a field written with any directive
 in the query (``@include``, ``@skip``, ``@stream``...) is never read here. Strawberry's own
 "default resolver" flag is not enough: it is also set on a field whose permission classes
-or extensions wrap the attribute read. This executor completes a plain field itself: it reads the attribute,
-coerces scalars, and for objects recurses into their selections, as long as every field
-met on the way is plain. Anything else — a field with a resolver, a null where the
-schema says non-null, a value a scalar refuses, an exception, a non-list where a list is
-due, ``@defer``/``@stream``, any directive left on an object field, middleware — sends
-that field back through graphql-core's own path from the start. Reading an attribute has
-no side effect, so doing it twice is harmless, and errors, their paths and messages are
-exactly graphql-core's.
+or extensions wrap the attribute read. This executor completes a plain field itself: it
+reads the attribute, coerces scalars, and for objects recurses into their selections, as
+long as every field met on the way is plain. Anything else (a field with a resolver, a
+null where the schema says non-null, a value a scalar refuses, an exception, a non-list
+where a list is due, ``@defer``, middleware) sends that field back through graphql-core's
+own path from the start. Reading an attribute has no side effect, so doing it twice is
+harmless, and errors, their paths and messages are exactly graphql-core's.
 """
 
 from __future__ import annotations
