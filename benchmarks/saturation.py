@@ -38,13 +38,13 @@ from fanout import (
     write_config,
 )
 
-from upstreams.loopback import free_port
+from tokengate.upstreams.loopback import free_port
 
 # ``tokengate serve`` with the schema's executor swapped for Strawberry's stock one.
 STOCK_EXECUTOR = """
 import strawberry.schema.schema
-import gateway.app
-from gateway.cli import main
+import tokengate.gateway.app
+from tokengate.gateway.cli import main
 
 build = gateway.app.build_schema
 

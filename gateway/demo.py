@@ -10,8 +10,8 @@ from typing import Any
 
 from starlette.types import ASGIApp
 
-from gateway.config import SourceConfig
-from upstreams.loopback import serve_in_thread
+from tokengate.gateway.config import SourceConfig
+from tokengate.upstreams.loopback import serve_in_thread
 
 PROVIDERS = ("amper", "oauth", "losant")
 
@@ -30,17 +30,17 @@ class Simulated:
 def _app(provider: str, count: int) -> tuple[ASGIApp, Any, dict[str, str], dict[str, Any]]:
     """(app, state, credentials for the adapter, extra source settings)."""
     if provider == "amper":
-        from upstreams.amper import simulator as amper
+        from tokengate.upstreams.amper import simulator as amper
 
         amper_state = amper.sample_state(count=count)
         return amper.build_app(amper_state), amper_state, {"token": amper_state.api_token}, {}
     if provider == "oauth":
-        from upstreams.oauth import simulator as oauth
+        from tokengate.upstreams.oauth import simulator as oauth
 
         oauth_state = oauth.sample_state(count=count)
         creds = {"client_id": oauth_state.client_id, "client_secret": oauth_state.client_secret}
         return oauth.build_app(oauth_state), oauth_state, creds, {}
-    from upstreams.losant import simulator as losant
+    from tokengate.upstreams.losant import simulator as losant
 
     losant_state = losant.sample_state(count=count)
     apps = tuple(losant_state.applications)

@@ -7,9 +7,9 @@ from collections.abc import Sequence
 
 import httpx
 
-from gateway.config import SourceConfig
-from upstreams.base import TokenSource
-from upstreams.resilience import ResilientSource, TrafficPolicy
+from tokengate.gateway.config import SourceConfig
+from tokengate.upstreams.base import TokenSource
+from tokengate.upstreams.resilience import ResilientSource, TrafficPolicy
 
 
 def build_upstreams(
@@ -28,7 +28,7 @@ def build_adapters(configs: Sequence[SourceConfig], client: httpx.AsyncClient) -
     sources: list[TokenSource] = []
     for cfg in configs:
         if cfg.provider == "amper":
-            from upstreams.amper import AmperSource
+            from tokengate.upstreams.amper import AmperSource
 
             sources.append(
                 AmperSource(
@@ -43,7 +43,7 @@ def build_adapters(configs: Sequence[SourceConfig], client: httpx.AsyncClient) -
                 )
             )
         elif cfg.provider == "oauth":
-            from upstreams.oauth import OAuthSource
+            from tokengate.upstreams.oauth import OAuthSource
 
             sources.append(
                 OAuthSource(
@@ -58,7 +58,7 @@ def build_adapters(configs: Sequence[SourceConfig], client: httpx.AsyncClient) -
                 )
             )
         else:
-            from upstreams.losant import LosantSource
+            from tokengate.upstreams.losant import LosantSource
 
             sources.append(
                 LosantSource(
@@ -127,7 +127,7 @@ def http_client(max_connections: int = 100) -> httpx.AsyncClient:
     if os.environ.get(TRANSPORT_ENV, "aiohttp") in {"aiohttp", ""}:
         import aiohttp
 
-        from gateway.aiohttp_transport import ExactUrlAiohttpTransport
+        from tokengate.gateway.aiohttp_transport import ExactUrlAiohttpTransport
 
         def session() -> aiohttp.ClientSession:
             # What AiohttpTransport would build itself, with aiohttp's no-op cookie jar.

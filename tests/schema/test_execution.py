@@ -13,7 +13,7 @@ from strawberry.extensions import FieldExtension, SchemaExtension
 from strawberry.permission import BasePermission
 from strawberry.schema_directive import Location
 
-from schema.execution import PlainFieldExecutor, _plans_for
+from tokengate.schema.execution import PlainFieldExecutor, _plans_for
 
 
 @strawberry.enum
@@ -251,7 +251,7 @@ def test_field_middleware_sees_every_field() -> None:
 
 
 def test_the_gateway_schema_uses_it() -> None:
-    from schema.build import build_schema
+    from tokengate.schema.build import build_schema
 
     assert build_schema().execution_context_class is PlainFieldExecutor
 

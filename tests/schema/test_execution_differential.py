@@ -22,14 +22,14 @@ from hypothesis import strategies as st
 from hypothesis_graphql import nodes, queries
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
-import gateway.app
-from gateway.demo import PROVIDERS, simulators
-from schema.build import GatewaySchema, build_schema
-from schema.execution import PlainFieldExecutor
+import tokengate.gateway.app
 from tests.conftest import BOOTSTRAP, gateway_config
 from tests.security.test_fuzz import SCALARS, mostly
-from upstreams.loopback import serve_in_thread
-from upstreams.oauth.simulator import WALK_USER
+from tokengate.gateway.demo import PROVIDERS, simulators
+from tokengate.schema.build import GatewaySchema, build_schema
+from tokengate.schema.execution import PlainFieldExecutor
+from tokengate.upstreams.loopback import serve_in_thread
+from tokengate.upstreams.oauth.simulator import WALK_USER
 
 EXAMPLES = int(os.environ.get("TOKENGATE_DIFFERENTIAL_EXAMPLES", "300"))
 SCHEMA = build_schema()._schema
@@ -95,9 +95,9 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
 
     with pytest.MonkeyPatch.context() as mp, simulators(PROVIDERS, count=10) as sims:
         mp.setenv("TOKENGATE_BOOTSTRAP_TOKEN", BOOTSTRAP)
-        mp.setattr(gateway.app, "build_schema", building)
+        mp.setattr(tokengate.gateway.app, "build_schema", building)
         config = gateway_config(tmp, sources=tuple(s.source for s in sims.values()))
-        app = gateway.app.create_app(config)
+        app = tokengate.gateway.app.create_app(config)
         [schema] = built
         assert schema.execution_context_class is PlainFieldExecutor
         with (
