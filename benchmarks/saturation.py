@@ -46,14 +46,14 @@ import strawberry.schema.schema
 import tokengate.gateway.app
 from tokengate.gateway.cli import main
 
-build = gateway.app.build_schema
+build = tokengate.gateway.app.build_schema
 
 def stock(*args, **kwargs):
     schema = build(*args, **kwargs)
     schema.execution_context_class = strawberry.schema.schema.StrawberryGraphQLCoreExecutionContext
     return schema
 
-gateway.app.build_schema = stock
+tokengate.gateway.app.build_schema = stock
 main()
 """
 
