@@ -1,22 +1,26 @@
 """A graphql-core executor that completes plain fields without the general machinery.
 
-A 20-token page resolves ~270 fields, nearly all of them read straight off an attribute
-(``name``, ``status``, ``edges``, ``node``, ``owner``...). For each, graphql-core builds
-a path and a resolve-info object, checks for arguments, calls Strawberry's resolver
+A 20-token page resolves some 270 fields, nearly all of them read straight off an
+attribute (``name``, ``status``, ``edges``, ``node``, ``owner``...). For each, graphql-core
+builds a path and a resolve-info object, checks for arguments, calls Strawberry's resolver
 wrapper (three calls deep, ending in ``getattr``) and completes the value through its
-non-null, list, leaf and object branches: ~3 µs a field, about a millisecond a page,
-spent after the upstream answers arrived, so all of it is page latency.
+non-null, list, leaf and object branches, all after the upstream answers arrived, so all
+of it is page latency and CPU. It stays only while ``benchmarks/saturation.py
+--stock-executor`` shows it saving CPU per request, and
+tests/schema/test_execution_differential.py holds it to the stock executor's answers.
 
-A field is *plain* when Strawberry resolves it by attribute access alone (no resolver,
-no extension, no arguments) and its type is a scalar, an enum or an object type, or a
-list of them. This executor completes a plain field itself: it reads the attribute,
-coerces scalars, and for objects recurses into their selections, as long as every field
-met on the way is plain. Anything else — a field with a resolver, a null where the
-schema says non-null, a value a scalar refuses, an exception, a non-list where a list is
-due, ``@defer``/``@stream``, any directive left on an object field, middleware — sends
-that field back through graphql-core's own path from the start. Reading an attribute has
-no side effect, so doing it twice is harmless, and errors, their paths and messages are
-exactly graphql-core's.
+A field is *plain* when Strawberry resolves it by attribute access alone (no resolver, no
+arguments, no permission classes, no field extension, no schema directive) and its type is
+a scalar, an enum or an object type, or a list of them; a field written with any directive
+in the query (``@include``, ``@skip``, ``@stream``...) is never read here. Strawberry's own
+"default resolver" flag is not enough: it is also set on a field whose permission classes
+or extensions wrap the attribute read. This executor completes a plain field itself: it
+reads the attribute, coerces scalars, and for objects recurses into their selections, as
+long as every field met on the way is plain. Anything else (a field with a resolver, a
+null where the schema says non-null, a value a scalar refuses, an exception, a non-list
+where a list is due, ``@defer``, middleware) sends that field back through graphql-core's
+own path from the start. Reading an attribute has no side effect, so doing it twice is
+harmless, and errors, their paths and messages are exactly graphql-core's.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from graphql import (
 from graphql.execution.collect_fields import FieldDetailsList, GroupedFieldSet
 from graphql.pyutils import Path, Undefined
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+from strawberry.types.field import StrawberryField
 
 STRAWBERRY_DEFINITION = "strawberry-definition"
 TYPENAME = "__typename"
@@ -67,12 +72,16 @@ def _plain_read(field: GraphQLField) -> _PlainRead | None:
     if field.args or not getattr(field.resolve, "_is_default", False):
         return None
     definition = (field.extensions or {}).get(STRAWBERRY_DEFINITION)
-    attribute = getattr(definition, "python_name", None)
     if (
-        not isinstance(attribute, str)
-        or getattr(definition, "default_resolver", None) is not getattr
+        not isinstance(definition, StrawberryField)
+        or definition.base_resolver is not None
+        or definition.permission_classes
+        or definition.extensions
+        or definition.directives
+        or definition.default_resolver is not getattr
     ):
         return None
+    attribute = definition.python_name
     kind: GraphQLOutputType = field.type
     non_null = isinstance(kind, GraphQLNonNull)
     if non_null:
@@ -166,7 +175,7 @@ class PlainFieldExecutor(StrawberryGraphQLCoreExecutionContext):
         rest: GroupedFieldSet = {}
         for response_name, field_details_list in grouped_field_set.items():
             plan = plans.get(field_details_list[0].node.name.value)
-            if plan is not None:
+            if plan is not None and not _directed(field_details_list):
                 completed = self._complete(plan, field_details_list, source_value)
                 if completed is not _NOT_FAST:
                     read[response_name] = completed
@@ -194,8 +203,6 @@ class PlainFieldExecutor(StrawberryGraphQLCoreExecutionContext):
                 return self._complete_object(plan, field_details_list, value)
             if type(value) is not list and type(value) is not tuple:
                 return _NOT_FAST
-            if any(details.node.directives for details in field_details_list):
-                return _NOT_FAST  # @stream: graphql-core's business
             items: list[Any] = []
             for item in value:
                 if item is None:
@@ -249,23 +256,27 @@ class PlainFieldExecutor(StrawberryGraphQLCoreExecutionContext):
         if cached is not None:
             return cached[1]
         reads: list[tuple[str, _PlainRead | None, FieldDetailsList]] = []
-        plain = not any(details.node.directives for details in field_details_list)
-        if plain:  # else @stream and the like: graphql-core's business
-            grouped_field_set, new_defer_usages, _forbidden = self.collect_subfields(
-                object_type, field_details_list
-            )
-            plans = self._plans(object_type)
-            plain = not new_defer_usages
-            for response_name, sub_details in grouped_field_set.items():
-                name = sub_details[0].node.name.value
-                sub_plan = plans.get(name)
-                if sub_plan is None and name != TYPENAME:
-                    plain = False
-                    break
-                reads.append((response_name, sub_plan, sub_details))
+        grouped_field_set, new_defer_usages, _forbidden = self.collect_subfields(
+            object_type, field_details_list
+        )
+        plans = self._plans(object_type)
+        plain = not new_defer_usages  # @defer: graphql-core's business
+        for response_name, sub_details in grouped_field_set.items():
+            name = sub_details[0].node.name.value
+            sub_plan = plans.get(name)
+            if (sub_plan is None and name != TYPENAME) or _directed(sub_details):
+                plain = False
+                break
+            reads.append((response_name, sub_plan, sub_details))
         selection = reads if plain else None
         self._selections[key] = (field_details_list, selection)
         return selection
+
+
+def _directed(field_details_list: FieldDetailsList) -> bool:
+    """Whether the query puts any directive on this field (``@stream`` and the like are
+    graphql-core's business, custom ones Strawberry's)."""
+    return any(details.node.directives for details in field_details_list)
 
 
 def _in_order(

@@ -7,8 +7,15 @@ expression that matches whole tokens and whole runs of ignored characters at C s
 stops counting at the limit; the same pass counts the selections written in the text and
 how deep their sets nest, so a document with too many or too deep is refused unparsed.
 Only a document within these limits reaches the parser. Parsed documents are kept in a
-per-schema LRU keyed by their text (refusals are not kept), so the same text keeps handing
-back the same ``DocumentNode`` (schema/validated.py relies on that).
+per-schema LRU keyed by their text (refusals are not kept).
+
+Why not Strawberry's ``MaxTokensLimiter``: it only sets graphql-core's ``max_tokens`` parse
+option, which ``parse_bounded`` passes too; that bound is the lexer's, reached after the
+Python lexer has read every token up to it, whatever their length, and it answers a syntax
+error (``GRAPHQL_PARSE_FAILED``, "Document contains more than 10000 tokens") where the
+run-contract asks for ``BAD_USER_INPUT``. Nor is this Strawberry's ``ParserCache``: a
+refusal must be told apart from a syntax error, and the cache must belong to one schema
+(its limits), not to every schema with the same cache size.
 """
 
 from __future__ import annotations
