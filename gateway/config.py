@@ -101,7 +101,7 @@ class SourceConfig:
     def application_ids(self) -> tuple[str, ...]:
         """A Losant source's applications; () for a source of another provider."""
         ids = self.options.get("application_ids", ())
-        return tuple(ids) if isinstance(ids, tuple) else ()
+        return ids if isinstance(ids, tuple) else ()
 
 
 @dataclass(frozen=True, slots=True)
