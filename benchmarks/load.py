@@ -28,8 +28,8 @@ from pathlib import Path
 
 import httpx
 
-from upstreams.loopback import free_port
-from upstreams.oauth.simulator import WALK_USER
+from tokengate.upstreams.loopback import free_port
+from tokengate.upstreams.oauth.simulator import WALK_USER
 
 SECRET = "load-bootstrap-token-0123456789"
 QUERY = (
@@ -118,7 +118,7 @@ def main() -> None:
         [
             sys.executable,
             "-m",
-            "gateway.cli",
+            "tokengate.gateway.cli",
             "serve",
             "--demo",
             "--config",

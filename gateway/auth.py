@@ -7,9 +7,9 @@ import math
 import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway.ratelimit import RateLimiter
-from upstreams.principal import Principal
-from upstreams.store.source import StoreSource
+from tokengate.gateway.ratelimit import RateLimiter
+from tokengate.upstreams.principal import Principal
+from tokengate.upstreams.store.source import StoreSource
 
 CHALLENGE = b'Bearer realm="tokengate"'
 

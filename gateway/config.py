@@ -19,8 +19,8 @@ from urllib.parse import urlsplit
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from upstreams import providers
-from upstreams.ids import SOURCE_KEY_PATTERN
+from tokengate.upstreams import providers
+from tokengate.upstreams.ids import SOURCE_KEY_PATTERN
 
 CONFIG_ENV = "TOKENGATE_CONFIG"
 STORE_URL_ENV = "TOKENGATE_STORE_URL"

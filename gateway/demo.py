@@ -8,9 +8,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.config import SourceConfig, provider_options
-from upstreams import providers as registry
-from upstreams.loopback import serve_in_thread
+from tokengate.gateway.config import SourceConfig, provider_options
+from tokengate.upstreams import providers as registry
+from tokengate.upstreams.loopback import serve_in_thread
 
 # The providers known when this module was loaded (the built-in ones), for callers that want
 # a fixed list; ``simulators`` reads the table afresh.

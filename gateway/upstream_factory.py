@@ -7,10 +7,10 @@ from collections.abc import Sequence
 
 import httpx
 
-from gateway.config import SourceConfig
-from upstreams import providers
-from upstreams.base import TokenSource
-from upstreams.resilience import ResilientSource, TrafficPolicy
+from tokengate.gateway.config import SourceConfig
+from tokengate.upstreams import providers
+from tokengate.upstreams.base import TokenSource
+from tokengate.upstreams.resilience import ResilientSource, TrafficPolicy
 
 
 def build_upstreams(
@@ -82,7 +82,7 @@ def http_client(max_connections: int = 100) -> httpx.AsyncClient:
     if os.environ.get(TRANSPORT_ENV, "aiohttp") in {"aiohttp", ""}:
         import aiohttp
 
-        from gateway.aiohttp_transport import ExactUrlAiohttpTransport
+        from tokengate.gateway.aiohttp_transport import ExactUrlAiohttpTransport
 
         def session() -> aiohttp.ClientSession:
             # What AiohttpTransport would build itself, with aiohttp's no-op cookie jar.

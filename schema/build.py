@@ -10,15 +10,15 @@ from strawberry.extensions import AddValidationRules
 from strawberry.federation.schema import FederationAny
 from strawberry.types import ExecutionContext, Info
 
-from schema.errors import log_unexpected
-from schema.execution import PlainFieldExecutor
-from schema.limits import Limits, limits_extension
-from schema.mutation import Mutation
-from schema.parsing import ParseLimits, document_parser
-from schema.query import Query
-from schema.types import SourceType, TokenType
-from schema.validated import validation_by_document
-from upstreams.errors import InvalidInput
+from tokengate.schema.errors import log_unexpected
+from tokengate.schema.execution import PlainFieldExecutor
+from tokengate.schema.limits import Limits, limits_extension
+from tokengate.schema.mutation import Mutation
+from tokengate.schema.parsing import ParseLimits, document_parser
+from tokengate.schema.query import Query
+from tokengate.schema.types import SourceType, TokenType
+from tokengate.schema.validated import validation_by_document
+from tokengate.upstreams.errors import InvalidInput
 
 CACHE_SIZE = 512
 

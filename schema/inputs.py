@@ -12,8 +12,8 @@ from strawberry.types.arguments import InputContext
 from strawberry.types.base import StrawberryList, StrawberryOptional
 from strawberry.types.enum import StrawberryEnumDefinition
 
-from upstreams.errors import InvalidInput
-from upstreams.model import (
+from tokengate.upstreams.errors import InvalidInput
+from tokengate.upstreams.model import (
     CreateSpec,
     Direction,
     OrderField,
@@ -23,7 +23,7 @@ from upstreams.model import (
     TokenOrder,
     UpdateSpec,
 )
-from upstreams.ordering import MAX_GLOB_LENGTH
+from tokengate.upstreams.ordering import MAX_GLOB_LENGTH
 
 MAX_FILTER_ITEMS = 50
 T = TypeVar("T")

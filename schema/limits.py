@@ -37,7 +37,7 @@ from graphql import (
 )
 from strawberry.extensions import SchemaExtension
 
-from schema.parsing import refusal, selections_problem
+from tokengate.schema.parsing import refusal, selections_problem
 
 DEFAULT_PAGE = 20
 CONNECTION_FIELDS = frozenset({"tokens", "auditEvents"})

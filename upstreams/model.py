@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TypeVar, dataclass_transform
 
-from upstreams.principal import Reach
+from tokengate.upstreams.principal import Reach
 
 _C = TypeVar("_C")
 

@@ -16,7 +16,7 @@ from typing import Any, NoReturn, Protocol
 import httpx
 from starlette.types import ASGIApp
 
-from upstreams.base import TokenSource
+from tokengate.upstreams.base import TokenSource
 
 
 class OptionReader(Protocol):

@@ -10,10 +10,10 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from upstreams.amper.provider import PROVIDER as AMPER
-from upstreams.losant.provider import PROVIDER as LOSANT
-from upstreams.oauth.provider import PROVIDER as OAUTH
-from upstreams.provider_spec import ProviderSpec
+from tokengate.upstreams.amper.provider import PROVIDER as AMPER
+from tokengate.upstreams.losant.provider import PROVIDER as LOSANT
+from tokengate.upstreams.oauth.provider import PROVIDER as OAUTH
+from tokengate.upstreams.provider_spec import ProviderSpec
 
 # In this order in messages, in ``tokengate simulate`` and in the demo.
 _BUILT_IN = (AMPER, OAUTH, LOSANT)

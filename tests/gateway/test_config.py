@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import ConfigError, load
+from tokengate.gateway.config import ConfigError, load
 
 GOOD = """
 [server]
@@ -135,7 +135,7 @@ def test_secrets_never_in_the_file_or_errors(tmp_path: Path) -> None:
 def test_serve_refuses_a_bad_config(tmp_path: Path) -> None:
     path = write(tmp_path, GOOD.replace("port = 9000", "port = 9000\nbogus = true"))
     result = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "serve", "--config", str(path)],
+        [sys.executable, "-m", "tokengate.gateway.cli", "serve", "--config", str(path)],
         capture_output=True,
         text=True,
         timeout=60,

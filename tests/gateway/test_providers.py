@@ -10,18 +10,18 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway import cli
-from gateway.app import create_app
-from gateway.config import ConfigError, load
-from gateway.demo import simulators
-from gateway.upstream_factory import build_upstreams
 from tests.conftest import BOOTSTRAP, Gateway, gateway_config
-from upstreams import providers
-from upstreams.amper import AmperSource
-from upstreams.amper import simulator as amper_simulator
-from upstreams.base import TokenSource
-from upstreams.loopback import serve_in_thread
-from upstreams.provider_spec import (
+from tokengate.gateway import cli
+from tokengate.gateway.app import create_app
+from tokengate.gateway.config import ConfigError, load
+from tokengate.gateway.demo import simulators
+from tokengate.gateway.upstream_factory import build_upstreams
+from tokengate.upstreams import providers
+from tokengate.upstreams.amper import AmperSource
+from tokengate.upstreams.amper import simulator as amper_simulator
+from tokengate.upstreams.base import TokenSource
+from tokengate.upstreams.loopback import serve_in_thread
+from tokengate.upstreams.provider_spec import (
     OptionReader,
     ProviderSpec,
     Simulation,

@@ -10,7 +10,7 @@ import pytest
 import strawberry
 from strawberry.extensions import SchemaExtension
 
-from schema.execution import PlainFieldExecutor
+from tokengate.schema.execution import PlainFieldExecutor
 
 
 @strawberry.enum
@@ -248,6 +248,6 @@ def test_field_middleware_sees_every_field() -> None:
 
 
 def test_the_gateway_schema_uses_it() -> None:
-    from schema.build import build_schema
+    from tokengate.schema.build import build_schema
 
     assert build_schema().execution_context_class is PlainFieldExecutor

@@ -10,8 +10,8 @@ import strawberry
 from graphql import NoSchemaIntrospectionCustomRule, parse, specified_rules
 from strawberry.extensions import AddValidationRules, ParserCache, ValidationCache
 
-import schema.validated
-from schema.validated import ValidatedDocuments, validation_by_document
+import tokengate.schema.validated
+from tokengate.schema.validated import ValidatedDocuments, validation_by_document
 
 
 @strawberry.type
@@ -47,13 +47,13 @@ def _answers(schema: strawberry.Schema) -> list[tuple[Any, list[str] | None]]:
 @pytest.fixture
 def validations(monkeypatch: pytest.MonkeyPatch) -> list[object]:
     calls: list[object] = []
-    real = schema.validated.validate_document
+    real = tokengate.schema.validated.validate_document
 
     def counting(*args: Any) -> Any:
         calls.append(args[1])
         return real(*args)
 
-    monkeypatch.setattr(schema.validated, "validate_document", counting)
+    monkeypatch.setattr(tokengate.schema.validated, "validate_document", counting)
     return calls
 
 

@@ -7,10 +7,10 @@ from datetime import datetime
 import pytest
 
 from tests.seeding import Seeded, seed
-from upstreams.model import Direction, OrderField, TokenFilter, TokenOrder
-from upstreams.principal import Principal
-from upstreams.service import PageArgs, TokenService
-from upstreams.store import StoreSource
+from tokengate.upstreams.model import Direction, OrderField, TokenFilter, TokenOrder
+from tokengate.upstreams.principal import Principal
+from tokengate.upstreams.service import PageArgs, TokenService
+from tokengate.upstreams.store import StoreSource
 
 ADMIN = Principal(token_id="t", scopes=frozenset({"tokens:admin"}))
 RW = ("tokens:read", "tokens:write")

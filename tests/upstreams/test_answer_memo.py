@@ -11,13 +11,13 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from upstreams.amper import AmperSource
-from upstreams.amper import simulator as amper_sim
-from upstreams.answer_memo import AnswerMemo
-from upstreams.loopback import serve_in_thread
-from upstreams.losant import LosantSource
-from upstreams.losant import simulator as losant_sim
-from upstreams.model import (
+from tokengate.upstreams.amper import AmperSource
+from tokengate.upstreams.amper import simulator as amper_sim
+from tokengate.upstreams.answer_memo import AnswerMemo
+from tokengate.upstreams.loopback import serve_in_thread
+from tokengate.upstreams.losant import LosantSource
+from tokengate.upstreams.losant import simulator as losant_sim
+from tokengate.upstreams.model import (
     CreateSpec,
     PageRequest,
     Status,
@@ -26,8 +26,8 @@ from upstreams.model import (
     TokenOrder,
     UpdateSpec,
 )
-from upstreams.oauth import OAuthSource
-from upstreams.oauth import simulator as oauth_sim
+from tokengate.upstreams.oauth import OAuthSource
+from tokengate.upstreams.oauth import simulator as oauth_sim
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -289,7 +289,7 @@ async def test_a_remembered_losant_page_holds_no_secret(client: httpx.AsyncClien
 
 
 def test_drop_listed_secrets_keeps_what_the_token_check_sees() -> None:
-    from upstreams.losant.normalise import drop_listed_secrets
+    from tokengate.upstreams.losant.normalise import drop_listed_secrets
 
     payload: dict[str, object] = {
         "items": [{"token": "eyJhbGciOi.secret"}, {"token": ""}, {"token": 5}, {"name": "x"}, 7]

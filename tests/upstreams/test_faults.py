@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
-from gateway.app import create_app
-from gateway.demo import PROVIDERS, Simulated, simulators
 from tests.conftest import BOOTSTRAP, Gateway, gateway_config
-from upstreams.loopback import serve_in_thread
-from upstreams.oauth.simulator import WALK_USER
+from tokengate.gateway.app import create_app
+from tokengate.gateway.demo import PROVIDERS, Simulated, simulators
+from tokengate.upstreams.loopback import serve_in_thread
+from tokengate.upstreams.oauth.simulator import WALK_USER
 
 TIMEOUT_S = 1.5
 RETRIES = 2

@@ -27,8 +27,8 @@ from functools import lru_cache
 
 import httpx
 
-from upstreams import errors, ordering
-from upstreams.amper.normalise import (
+from tokengate.upstreams import errors, ordering
+from tokengate.upstreams.amper.normalise import (
     MEDIA_TYPE,
     ListDocument,
     SchemaViolation,
@@ -43,10 +43,10 @@ from upstreams.amper.normalise import (
     redacted_snippet,
     sort_param,
 )
-from upstreams.answer_memo import AnswerMemo
-from upstreams.http_edge import UpstreamHttp, path_segment, retry_after_seconds
-from upstreams.http_edge import base_url as checked_base_url
-from upstreams.model import (
+from tokengate.upstreams.answer_memo import AnswerMemo
+from tokengate.upstreams.http_edge import UpstreamHttp, path_segment, retry_after_seconds
+from tokengate.upstreams.http_edge import base_url as checked_base_url
+from tokengate.upstreams.model import (
     Capabilities,
     Created,
     CreateSpec,

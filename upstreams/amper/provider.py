@@ -6,9 +6,9 @@ from collections.abc import Mapping
 
 import httpx
 
-from upstreams.amper.client import AmperSource
-from upstreams.base import TokenSource
-from upstreams.provider_spec import (
+from tokengate.upstreams.amper.client import AmperSource
+from tokengate.upstreams.base import TokenSource
+from tokengate.upstreams.provider_spec import (
     OptionReader,
     ProviderSpec,
     Simulation,
@@ -39,7 +39,7 @@ def _build(source: SourceSettings, client: httpx.AsyncClient) -> TokenSource:
 
 
 def _simulate(count: int) -> Simulation:
-    from upstreams.amper import simulator
+    from tokengate.upstreams.amper import simulator
 
     state = simulator.sample_state(count=count)
     return Simulation(simulator.build_app(state), state, {"token": state.api_token})

@@ -47,12 +47,12 @@ from typing import TypeVar
 
 import httpx
 
-from upstreams import errors, ordering
-from upstreams.answer_memo import AnswerMemo
-from upstreams.http_edge import UpstreamHttp, path_segment
-from upstreams.http_edge import base_url as checked_base_url
-from upstreams.http_edge import retry_after_seconds as retry_after_seconds  # re-exported
-from upstreams.losant.normalise import (
+from tokengate.upstreams import errors, ordering
+from tokengate.upstreams.answer_memo import AnswerMemo
+from tokengate.upstreams.http_edge import UpstreamHttp, path_segment
+from tokengate.upstreams.http_edge import base_url as checked_base_url
+from tokengate.upstreams.http_edge import retry_after_seconds as retry_after_seconds  # re-exported
+from tokengate.upstreams.losant.normalise import (
     SchemaViolation,
     TokenPage,
     drop_listed_secrets,
@@ -67,7 +67,7 @@ from upstreams.losant.normalise import (
     patch_body,
     post_body,
 )
-from upstreams.model import (
+from tokengate.upstreams.model import (
     Capabilities,
     Created,
     CreateSpec,

@@ -14,8 +14,8 @@ from datetime import datetime
 from functools import lru_cache
 from typing import overload
 
-from upstreams.errors import InvalidInput
-from upstreams.model import (
+from tokengate.upstreams.errors import InvalidInput
+from tokengate.upstreams.model import (
     CreateSpec,
     Owner,
     OwnerKind,

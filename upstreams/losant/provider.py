@@ -7,9 +7,9 @@ from collections.abc import Mapping
 
 import httpx
 
-from upstreams.base import TokenSource
-from upstreams.losant.client import LosantSource
-from upstreams.provider_spec import (
+from tokengate.upstreams.base import TokenSource
+from tokengate.upstreams.losant.client import LosantSource
+from tokengate.upstreams.provider_spec import (
     OptionReader,
     ProviderSpec,
     Simulation,
@@ -47,7 +47,7 @@ def _build(source: SourceSettings, client: httpx.AsyncClient) -> TokenSource:
 
 
 def _simulate(count: int) -> Simulation:
-    from upstreams.losant import simulator
+    from tokengate.upstreams.losant import simulator
 
     state = simulator.sample_state(count=count)
     settings = {"application_ids": list(state.applications)}

@@ -9,12 +9,12 @@ from datetime import UTC, datetime
 
 import httpx
 
-from upstreams import errors, ordering
-from upstreams.answer_memo import AnswerMemo
-from upstreams.http_edge import UpstreamHttp, path_segment
-from upstreams.http_edge import base_url as checked_base_url
-from upstreams.http_edge import retry_after_seconds as retry_after_seconds  # re-exported
-from upstreams.model import (
+from tokengate.upstreams import errors, ordering
+from tokengate.upstreams.answer_memo import AnswerMemo
+from tokengate.upstreams.http_edge import UpstreamHttp, path_segment
+from tokengate.upstreams.http_edge import base_url as checked_base_url
+from tokengate.upstreams.http_edge import retry_after_seconds as retry_after_seconds  # re-exported
+from tokengate.upstreams.model import (
     Capabilities,
     Created,
     CreateSpec,
@@ -25,7 +25,7 @@ from upstreams.model import (
     Token,
     UpdateSpec,
 )
-from upstreams.oauth.normalise import (
+from tokengate.upstreams.oauth.normalise import (
     SchemaViolation,
     check_user_id,
     is_no_tokens_body,

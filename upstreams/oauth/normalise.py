@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from urllib.parse import quote, unquote
 
-from upstreams.errors import InvalidInput
-from upstreams.http_edge import path_segment
-from upstreams.model import Owner, OwnerKind, Provider, Status, Token, effective_status
+from tokengate.upstreams.errors import InvalidInput
+from tokengate.upstreams.http_edge import path_segment
+from tokengate.upstreams.model import Owner, OwnerKind, Provider, Status, Token, effective_status
 
 MAX_USER_ID_LENGTH = 256
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import httpx
 
-from upstreams.base import TokenSource
-from upstreams.oauth.client import OAuthSource
-from upstreams.provider_spec import ProviderSpec, Simulation, SourceSettings, no_options
+from tokengate.upstreams.base import TokenSource
+from tokengate.upstreams.oauth.client import OAuthSource
+from tokengate.upstreams.provider_spec import ProviderSpec, Simulation, SourceSettings, no_options
 
 
 def _build(source: SourceSettings, client: httpx.AsyncClient) -> TokenSource:
@@ -23,7 +23,7 @@ def _build(source: SourceSettings, client: httpx.AsyncClient) -> TokenSource:
 
 
 def _simulate(count: int) -> Simulation:
-    from upstreams.oauth import simulator
+    from tokengate.upstreams.oauth import simulator
 
     state = simulator.sample_state(count=count)
     credentials = {"client_id": state.client_id, "client_secret": state.client_secret}

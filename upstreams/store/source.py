@@ -14,8 +14,8 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from upstreams import errors
-from upstreams.model import (
+from tokengate.upstreams import errors
+from tokengate.upstreams.model import (
     Capabilities,
     Created,
     CreateSpec,
@@ -34,10 +34,10 @@ from upstreams.model import (
     UpdateSpec,
     effective_status,
 )
-from upstreams.ordering import DEFAULT_STATUSES
-from upstreams.principal import ADMIN, KNOWN_SCOPES, READ, Principal, Reach
-from upstreams.store import credentials
-from upstreams.store.tables import audit_events, token_scopes, token_sources, tokens
+from tokengate.upstreams.ordering import DEFAULT_STATUSES
+from tokengate.upstreams.principal import ADMIN, KNOWN_SCOPES, READ, Principal, Reach
+from tokengate.upstreams.store import credentials
+from tokengate.upstreams.store.tables import audit_events, token_scopes, token_sources, tokens
 
 INTERNAL_KEY = "internal"
 MAX_NAME = 255

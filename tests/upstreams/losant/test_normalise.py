@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from upstreams.errors import InvalidInput
-from upstreams.losant.normalise import (
+from tokengate.upstreams.errors import InvalidInput
+from tokengate.upstreams.losant.normalise import (
     LazyTokens,
     SchemaViolation,
     TokenPage,
@@ -30,7 +30,7 @@ from upstreams.losant.normalise import (
     patch_body,
     post_body,
 )
-from upstreams.model import (
+from tokengate.upstreams.model import (
     CreateSpec,
     Owner,
     OwnerKind,
@@ -695,7 +695,7 @@ def test_ascii_digits_and_separators_never_come_from_case_folding() -> None:
 
 
 def test_expiry_horizon_is_the_first_expiry_still_ahead() -> None:
-    from upstreams.losant.normalise import expiry_horizon
+    from tokengate.upstreams.losant.normalise import expiry_horizon
 
     now = datetime(2026, 6, 1, tzinfo=UTC)
     items = [
@@ -767,7 +767,7 @@ _VARIANTS: dict[str, list[object]] = {
 
 
 def _both_paths(raw: dict[str, object], now: datetime) -> tuple[Token | None, Token | None]:
-    from upstreams.losant.normalise import _checked_token, _usual_token
+    from tokengate.upstreams.losant.normalise import _checked_token, _usual_token
 
     usual = _usual_token(raw, SOURCE, APP, now)
     try:

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from upstreams.errors import InvalidInput
-from upstreams.model import Owner, OwnerKind, Provider, Status, Token
-from upstreams.oauth.normalise import (
+from tokengate.upstreams.errors import InvalidInput
+from tokengate.upstreams.model import Owner, OwnerKind, Provider, Status, Token
+from tokengate.upstreams.oauth.normalise import (
     MAX_USER_ID_LENGTH,
     SchemaViolation,
     check_user_id,
@@ -360,7 +360,7 @@ _VARIANTS: dict[str, list[object]] = {
 
 
 def _both_paths(raw: dict[str, object]) -> tuple[Token | None, Token | None]:
-    from upstreams.oauth.normalise import _checked, _usual
+    from tokengate.upstreams.oauth.normalise import _checked, _usual
 
     owner = Owner(OwnerKind.USER, USER)
     usual = _usual(raw, SOURCE, USER + "/", owner)
