@@ -162,16 +162,15 @@ def _serve_demo(config: Config) -> int:
 def _simulate(args: argparse.Namespace) -> int:
     import time
 
-    from tokengate.gateway.demo import PROVIDERS, simulators
+    from tokengate.gateway.demo import simulators
+    from tokengate.upstreams import providers
 
-    chosen = tuple(args.provider or PROVIDERS)
-    ports = {p: args.port + i for i, p in enumerate(PROVIDERS)} if args.port else None
+    known = providers.names()
+    chosen = tuple(args.provider or known)
+    ports = {p: args.port + i for i, p in enumerate(known)} if args.port else None
     with simulators(chosen, count=args.count, ports=ports) as running:
         for sim in running.values():
-            details = dict(sim.source.credentials)
-            if sim.source.application_ids:
-                details["application_ids"] = ",".join(sim.source.application_ids)
-            creds = ", ".join(f"{k}={v}" for k, v in details.items())
+            creds = ", ".join(f"{k}={v}" for k, v in sim.info.items())
             print(f"{sim.provider:6} {sim.url}  ({creds}; control: {sim.url}/_sim/requests)")
         sys.stdout.flush()
         try:
@@ -259,6 +258,9 @@ def _migrate(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
+    from tokengate.upstreams import providers
+
+    known = providers.names()
     p = argparse.ArgumentParser(prog="tokengate", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -279,13 +281,15 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--demo",
         action="store_true",
-        help="start simulated Amper, OAuth-style and Losant upstreams and wire the gateway to them",
+        help=f"start simulated upstreams ({', '.join(known)}) and wire the gateway to them",
     )
     serve.set_defaults(func=_serve)
 
     simulate = sub.add_parser("simulate", help="run the upstream simulators on loopback")
-    simulate.add_argument("--provider", action="append", choices=["amper", "oauth", "losant"])
-    simulate.add_argument("--port", type=int, help="first port (amper, then oauth, losant)")
+    simulate.add_argument("--provider", action="append", choices=known)
+    simulate.add_argument(
+        "--port", type=int, help=f"first port (one per provider, in order: {', '.join(known)})"
+    )
     simulate.add_argument("--count", type=int, default=30, help="sample tokens per simulator")
     simulate.set_defaults(func=_simulate)
 

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import httpx
 
 from tokengate.gateway.config import SourceConfig
+from tokengate.upstreams import providers
 from tokengate.upstreams.base import TokenSource
 from tokengate.upstreams.resilience import ResilientSource, TrafficPolicy
 
@@ -25,54 +26,8 @@ def build_upstreams(
 
 
 def build_adapters(configs: Sequence[SourceConfig], client: httpx.AsyncClient) -> list[TokenSource]:
-    sources: list[TokenSource] = []
-    for cfg in configs:
-        if cfg.provider == "amper":
-            from tokengate.upstreams.amper import AmperSource
-
-            sources.append(
-                AmperSource(
-                    key=cfg.key,
-                    name=cfg.name,
-                    base_url=cfg.base_url,
-                    client=client,
-                    api_token=cfg.credentials["token"],
-                    page_size_param=cfg.page_size_param,
-                    timeout_s=cfg.timeout_s,
-                    connect_timeout_s=cfg.connect_timeout_s,
-                )
-            )
-        elif cfg.provider == "oauth":
-            from tokengate.upstreams.oauth import OAuthSource
-
-            sources.append(
-                OAuthSource(
-                    key=cfg.key,
-                    name=cfg.name,
-                    base_url=cfg.base_url,
-                    client=client,
-                    client_id=cfg.credentials["client_id"],
-                    client_secret=cfg.credentials["client_secret"],
-                    timeout_s=cfg.timeout_s,
-                    connect_timeout_s=cfg.connect_timeout_s,
-                )
-            )
-        else:
-            from tokengate.upstreams.losant import LosantSource
-
-            sources.append(
-                LosantSource(
-                    key=cfg.key,
-                    name=cfg.name,
-                    base_url=cfg.base_url,
-                    client=client,
-                    api_token=cfg.credentials["token"],
-                    application_ids=cfg.application_ids,
-                    timeout_s=cfg.timeout_s,
-                    connect_timeout_s=cfg.connect_timeout_s,
-                )
-            )
-    return sources
+    """Each source's adapter, built by its provider (upstreams.providers)."""
+    return [providers.get(cfg.provider).build(cfg, client) for cfg in configs]
 
 
 TRANSPORT_ENV = "TOKENGATE_HTTP_TRANSPORT"
