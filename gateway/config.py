@@ -471,6 +471,13 @@ def _source(
             f"{where('provider')}: provider must be one of {', '.join(providers.names())}"
         )
     spec = providers.get(provider)
+    for name in raw:
+        if name not in _COMMON_SOURCE_KEYS and name not in spec.config_keys:
+            own_keys = ", ".join(sorted(spec.config_keys))
+            raise ConfigError(
+                f"{where(name)}: sources.{name} is not a setting of provider {provider} "
+                f"(its own: {own_keys})"
+            )
     base_url = _typed(raw, "base_url", str, None, loc, "sources", index).rstrip("/")
     parts = urlsplit(base_url)
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
@@ -478,7 +485,6 @@ def _source(
     if parts.username or parts.password:
         raise ConfigError(f"{where('base_url')}: base_url must not hold credentials")
     credentials = {name: _credential(raw, name, index, loc, env, base) for name in spec.credentials}
-    # Only this provider's keys are read: another provider's are known but unused here.
     own = {k: v for k, v in raw.items() if k in spec.option_keys}
     options = spec.parse_options(_OptionReader(own, where))
     timeouts: dict[str, float] = {}

@@ -126,10 +126,14 @@ def test_config_reads_a_registered_providers_keys(tmp_path: Path, resale: Provid
         load(write(tmp_path, CONFIG.replace('"us"', "3")), environ=ENV)
     with pytest.raises(ConfigError, match="exactly one of 'api_key_env' or 'api_key_file'"):
         load(write(tmp_path, CONFIG.replace('api_key_env = "RESALE_KEY"\n', "")), environ=ENV)
-    # Another provider's key on its source is known (the file may list it) but not read.
+    # Another provider's key on its source would do nothing: refused, naming its own keys.
     mixed = CONFIG.replace('region = "us"', 'region = "us"\npage_size_param = "limit"')
-    (mixed_source,) = load(write(tmp_path, mixed), environ=ENV).sources
-    assert dict(mixed_source.options) == {"region": "us"}
+    with pytest.raises(
+        ConfigError,
+        match=r"^tokengate.toml:8: sources.page_size_param is not a setting of provider resale "
+        r"\(its own: api_key_env, api_key_file, region\)$",
+    ):
+        load(write(tmp_path, mixed), environ=ENV)
     with pytest.raises(ConfigError, match="provider must be one of amper, oauth, losant, resale"):
         load(write(tmp_path, CONFIG.replace('provider = "resale"', 'provider = "x"')), environ=ENV)
 
