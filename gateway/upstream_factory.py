@@ -64,8 +64,8 @@ _NO_COOKIES = _NoCookies()
 def http_client(max_connections: int = 100) -> httpx.AsyncClient:
     """The shared upstream client: pooled, no base URL and no auth (adapters add their own).
 
-    httpx's API over aiohttp's transport by default (about 1.5 ms less per four-source page
-    than httpx's own: benchmarks/fanout.py, README); ``TOKENGATE_HTTP_TRANSPORT=httpx``
+    httpx's API over aiohttp's transport by default (less work per upstream call than
+    httpx's own; benchmarks/README.md has the paired figures); ``TOKENGATE_HTTP_TRANSPORT=httpx``
     selects httpx's own transport. Either way a URL leaves exactly as httpx encoded it
     (gateway/aiohttp_transport.py: aiohttp alone would decode some escapes). Idle upstream
     connections are dropped after 4 s, before the 5 s keep-alive of common servers
