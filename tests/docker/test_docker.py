@@ -19,6 +19,8 @@ import yaml
 
 from tokengate.upstreams.loopback import free_port
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "docker" / "Dockerfile"
 

@@ -10,10 +10,13 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.conftest import gateway_config, wait_until_up
 from tokengate.gateway.app import create_app
 from tokengate.upstreams.loopback import serve_in_thread
+
+pytestmark = pytest.mark.slow
 
 
 def cli(

@@ -11,11 +11,14 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.conftest import BOOTSTRAP, wait_until_up
 from tokengate.gateway.demo import simulators
 from tokengate.upstreams.loopback import free_port
 from tokengate.upstreams.oauth.simulator import WALK_USER
+
+pytestmark = pytest.mark.slow
 
 
 def test_sigterm_drains_in_flight_requests(tmp_path: Path) -> None:

@@ -21,6 +21,8 @@ from tokengate.gateway.config import Config
 from tokengate.upstreams.loopback import serve_in_thread
 from tokengate.upstreams.store import StoreSource, authentication
 
+pytestmark = pytest.mark.slow
+
 CREATE = """mutation { createToken(input: {source: "internal", name: "victim",
   scopes: ["tokens:read"]}) { token { id } secret } }"""
 LIST = """{ tokens(first: 5, filter: {sources: ["internal"]}) { totalCount

@@ -31,6 +31,8 @@ from tokengate.schema.execution import PlainFieldExecutor
 from tokengate.upstreams.loopback import serve_in_thread
 from tokengate.upstreams.oauth.simulator import WALK_USER
 
+pytestmark = pytest.mark.slow
+
 EXAMPLES = int(os.environ.get("TOKENGATE_DIFFERENTIAL_EXAMPLES", "300"))
 SCHEMA = build_schema()._schema
 SEED = """mutation($name: String!) {

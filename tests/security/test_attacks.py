@@ -10,6 +10,8 @@ import pytest
 
 from tests.conftest import Gateway, LogCapture
 
+pytestmark = pytest.mark.slow
+
 CREATE = """mutation($input: CreateTokenInput!) { createToken(input: $input) {
   secret token { id } } }"""
 

@@ -16,6 +16,8 @@ from tokengate.gateway.config import LimitsConfig
 from tokengate.gateway.demo import Simulated
 from tokengate.upstreams.loopback import serve_in_thread
 
+pytestmark = pytest.mark.slow
+
 CREATE = """mutation($input: CreateTokenInput!) { createToken(input: $input) {
   secret token { id } } }"""
 NODES = "query($ids: [ID!]!) { nodes(ids: $ids) { id } }"

@@ -22,6 +22,8 @@ from tokengate.upstreams import ids
 from tokengate.upstreams.oauth.normalise import local_id_for
 from tokengate.upstreams.oauth.simulator import SimToken
 
+pytestmark = pytest.mark.slow
+
 ALICE = "alice@example.com"
 BOB = "bob@example.com"
 RW = ["tokens:read", "tokens:write"]

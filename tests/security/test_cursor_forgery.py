@@ -18,6 +18,8 @@ from tokengate.gateway.demo import Simulated
 from tokengate.upstreams.loopback import serve_in_thread
 from tokengate.upstreams.simulation import Fault
 
+pytestmark = pytest.mark.slow
+
 CREATE = """mutation($input: CreateTokenInput!) { createToken(input: $input) { secret } }"""
 PAGE = """query($c: String, $n: Int) {
   tokens(first: $n, after: $c, orderBy: {field: CREATED_AT, direction: ASC}) {

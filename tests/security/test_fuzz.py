@@ -33,6 +33,8 @@ from tokengate.upstreams.loopback import serve_in_thread
 from tokengate.upstreams.oauth.normalise import local_id_for
 from tokengate.upstreams.oauth.simulator import ODD_USER, WALK_USER
 
+pytestmark = pytest.mark.slow
+
 EXAMPLES = int(os.environ.get("TOKENGATE_FUZZ_EXAMPLES", "2400"))
 VARIABLE_EXAMPLES = int(os.environ.get("TOKENGATE_FUZZ_VARIABLES", "300"))
 SCHEMA = build_schema()._schema

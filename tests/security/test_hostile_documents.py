@@ -26,6 +26,8 @@ from tokengate.gateway.app import create_app
 from tokengate.upstreams.loopback import serve_in_thread
 from tokengate.upstreams.service import TokenService
 
+pytestmark = pytest.mark.slow
+
 GENEROUS_S = 2.0
 MB = 1024 * 1024
 

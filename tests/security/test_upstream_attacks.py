@@ -16,6 +16,8 @@ from tokengate.upstreams.loopback import serve_in_thread
 from tokengate.upstreams.oauth.simulator import WALK_USER
 from tokengate.upstreams.simulation import SimulatorControl, SimulatorMiddleware
 
+pytestmark = pytest.mark.slow
+
 
 def gid(raw: str) -> str:
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")

@@ -22,6 +22,8 @@ from tokengate.upstreams import ids
 from tokengate.upstreams.oauth.normalise import local_id_for
 from tokengate.upstreams.oauth.simulator import API_PREFIX, SimToken
 
+pytestmark = pytest.mark.slow
+
 TRANSPORTS = ["aiohttp", "httpx"]
 TOKEN_UUID = "7d507b7e-6221-4f06-a75e-ef6e6f06d32b"
 ODD_USER_IDS = [

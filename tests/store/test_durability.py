@@ -22,6 +22,8 @@ from tests.conftest import BOOTSTRAP, gateway_config, wait_until_up
 from tokengate.gateway.app import create_app
 from tokengate.upstreams.loopback import free_port, serve_in_thread
 
+pytestmark = pytest.mark.slow
+
 CREATE = """mutation($name: String!) { createToken(input: {source: "internal", name: $name}) {
   token { id } } }"""
 COUNT = '{ tokens(first: 1, filter: {name: "burst-*"}) { totalCount } }'

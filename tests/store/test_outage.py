@@ -24,6 +24,8 @@ from tokengate.upstreams.model import (
 )
 from tokengate.upstreams.store import SecretHasher, StoreSource, create_engine, engine, migrate
 
+pytestmark = pytest.mark.slow
+
 
 @asynccontextmanager
 async def open_store(url: str) -> AsyncIterator[StoreSource]:

@@ -68,6 +68,7 @@ async def seeded(store: StoreSource) -> tuple[TokenService, list[Seeded]]:
     return TokenService(store), rows
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", [1, 3, 100])
 @pytest.mark.parametrize("order", ORDERS, ids=lambda o: f"{o.field}-{o.direction}")
 async def test_forward_and_backward_walks_cover_everything_once(

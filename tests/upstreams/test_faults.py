@@ -72,6 +72,7 @@ def gateway_over(
         sim.state.control.faults = []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fault", list(FAULTS))
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_fault(

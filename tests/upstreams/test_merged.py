@@ -112,6 +112,7 @@ async def walk(
     raise AssertionError("the walk did not end")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", [1, 7, 50])
 @pytest.mark.parametrize("order", ORDERS, ids=lambda o: f"{o.field}-{o.direction}")
 async def test_walks_equal_the_total_order(
