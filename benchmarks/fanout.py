@@ -43,8 +43,8 @@ from pathlib import Path
 
 import httpx
 
-from upstreams.loopback import free_port
-from upstreams.oauth.simulator import WALK_USER
+from tokengate.upstreams.loopback import free_port
+from tokengate.upstreams.oauth.simulator import WALK_USER
 
 SECRET = "bench-bootstrap-token-0123456789"
 QUERY = (
@@ -85,7 +85,7 @@ def start_simulators(
                 [
                     sys.executable,
                     "-m",
-                    "gateway.cli",
+                    "tokengate.gateway.cli",
                     "simulate",
                     "--provider",
                     provider,
@@ -124,7 +124,7 @@ def bare_probe(spec: str, rounds: int, transport_name: str) -> None:
 
     async def run() -> float:
         os.environ["TOKENGATE_HTTP_TRANSPORT"] = transport_name
-        from gateway.upstream_factory import http_client
+        from tokengate.gateway.upstream_factory import http_client
 
         urls = [httpx.URL(r["url"]) for r in requests]
         async with http_client() as client:  # the gateway's own upstream client
@@ -184,7 +184,7 @@ def start_gateway(
         env = {**env, "PYTHONPATH": str(code)}
     return subprocess.Popen(
         [
-            *(sys.executable, "-m", "gateway.cli", "serve", "--config", str(config)),
+            *(sys.executable, "-m", "tokengate.gateway.cli", "serve", "--config", str(config)),
             *("--port", str(port), "--log-level", "warning"),
         ],
         env=env,

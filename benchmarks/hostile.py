@@ -27,7 +27,7 @@ from pathlib import Path
 import httpx
 import orjson
 
-from upstreams.loopback import free_port
+from tokengate.upstreams.loopback import free_port
 
 SECRET = "hostile-bootstrap-token-0123456789"
 MB = 1024 * 1024
@@ -240,7 +240,7 @@ def main() -> None:
         [
             sys.executable,
             "-m",
-            "gateway.cli",
+            "tokengate.gateway.cli",
             "serve",
             "--config",
             str(config),

@@ -27,8 +27,8 @@ from pathlib import Path
 
 import httpx
 
-from upstreams.loopback import free_port
-from upstreams.oauth.simulator import WALK_USER
+from tokengate.upstreams.loopback import free_port
+from tokengate.upstreams.oauth.simulator import WALK_USER
 
 SECRET = "load-bootstrap-token-0123456789"
 QUERY = (
@@ -117,7 +117,7 @@ def main() -> None:
         [
             sys.executable,
             "-m",
-            "gateway.cli",
+            "tokengate.gateway.cli",
             "serve",
             "--demo",
             "--config",

@@ -1,17 +1,27 @@
-"""Bearer credentials -> a Principal. The only place where an HTTP 401 is decided."""
+"""Bearer credentials -> a Principal. The only place where an HTTP 401 is decided.
+
+A store that cannot be read answers HTTP 503 (coded ``UPSTREAM_UNAVAILABLE``, source
+``internal``), never 401: an outage is not the caller's fault, and a client that drops its
+credential on a 401 must keep it.
+"""
 
 from __future__ import annotations
 
+import logging
 import math
 
 import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway.ratelimit import RateLimiter
-from upstreams.principal import Principal
-from upstreams.store.source import StoreSource
+from tokengate.gateway.ratelimit import RateLimiter
+from tokengate.upstreams import errors
+from tokengate.upstreams.principal import Principal
+from tokengate.upstreams.store.source import StoreSource
 
+log = logging.getLogger("tokengate.auth")
 CHALLENGE = b'Bearer realm="tokengate"'
+# What a client is told to wait before it retries during a store outage.
+STORE_RETRY_AFTER_S = 1
 
 
 def bearer_secret(authorization: str | None) -> str | None:
@@ -60,7 +70,12 @@ class BearerAuth:
             await self.app(scope, receive, send)
             return
         raw = headers.get(b"authorization")
-        principal = await authenticate(self.store, raw.decode("latin-1") if raw else None)
+        try:
+            principal = await authenticate(self.store, raw.decode("latin-1") if raw else None)
+        except errors.UpstreamError as exc:
+            log.warning("authentication could not read the store: %s", exc.message)
+            await _store_unavailable(send, exc)
+            return
         if principal is None:
             message = (
                 "missing credentials: send Authorization: Bearer <token>"
@@ -84,6 +99,16 @@ async def _unauthenticated(send: Send, message: str) -> None:
         401,
         {"errors": [{"message": message, "extensions": {"code": "UNAUTHENTICATED"}}]},
         (b"www-authenticate", CHALLENGE),
+    )
+
+
+async def _store_unavailable(send: Send, error: errors.UpstreamError) -> None:
+    extensions = {"code": error.code, "source": error.source, "reason": error.reason}
+    await _refuse(
+        send,
+        503,
+        {"errors": [{"message": error.message, "extensions": extensions}]},
+        (b"retry-after", str(STORE_RETRY_AFTER_S).encode()),
     )
 
 

@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from gateway import config as config_module
-from gateway.config import Config, ConfigError
+from tokengate.gateway import config as config_module
+from tokengate.gateway.config import Config, ConfigError
 
 EXIT_CONFIG = 2
 
@@ -25,7 +25,7 @@ def _load(args: argparse.Namespace) -> Config:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from gateway import logs
+    from tokengate.gateway import logs
 
     logs.setup(args.log_level.upper())
     config = _load(args)
@@ -47,7 +47,7 @@ def _run_workers(args: argparse.Namespace, config: Config) -> int:
 
     import uvicorn
 
-    from gateway.app import WORKER_LOG_LEVEL_ENV, prepare_store
+    from tokengate.gateway.app import WORKER_LOG_LEVEL_ENV, prepare_store
 
     asyncio.run(prepare_store(config))
     if args.config:
@@ -57,7 +57,10 @@ def _run_workers(args: argparse.Namespace, config: Config) -> int:
     os.environ[WORKER_LOG_LEVEL_ENV] = args.log_level.upper()
     _announce(config, f" with {args.workers} worker processes")
     uvicorn.run(
-        "gateway.app:worker_app", factory=True, workers=args.workers, **_server_options(config)
+        "tokengate.gateway.app:worker_app",
+        factory=True,
+        workers=args.workers,
+        **_server_options(config),
     )
     return 0
 
@@ -90,7 +93,7 @@ def _workers(value: str) -> int:
 def _run(config: Config) -> None:
     import uvicorn
 
-    from gateway.app import create_app
+    from tokengate.gateway.app import create_app
 
     app = create_app(config, freeze_heap=True)
     _announce(config)
@@ -111,10 +114,10 @@ def _serve_demo(config: Config) -> int:
     import tempfile
     from pathlib import Path
 
-    from gateway.app import open_store
-    from gateway.config import StoreConfig
-    from gateway.demo import demo_secret, simulators
-    from upstreams.model import CreateSpec
+    from tokengate.gateway.app import open_store
+    from tokengate.gateway.config import StoreConfig
+    from tokengate.gateway.demo import demo_secret, simulators
+    from tokengate.upstreams.model import CreateSpec
 
     workdir = Path(tempfile.mkdtemp(prefix="tokengate-demo-"))
     secret = os.environ.get("TOKENGATE_BOOTSTRAP_TOKEN") or demo_secret()
@@ -159,16 +162,15 @@ def _serve_demo(config: Config) -> int:
 def _simulate(args: argparse.Namespace) -> int:
     import time
 
-    from gateway.demo import PROVIDERS, simulators
+    from tokengate.gateway.demo import simulators
+    from tokengate.upstreams import providers
 
-    chosen = tuple(args.provider or PROVIDERS)
-    ports = {p: args.port + i for i, p in enumerate(PROVIDERS)} if args.port else None
+    known = providers.names()
+    chosen = tuple(args.provider or known)
+    ports = {p: args.port + i for i, p in enumerate(known)} if args.port else None
     with simulators(chosen, count=args.count, ports=ports) as running:
         for sim in running.values():
-            details = dict(sim.source.credentials)
-            if sim.source.application_ids:
-                details["application_ids"] = ",".join(sim.source.application_ids)
-            creds = ", ".join(f"{k}={v}" for k, v in details.items())
+            creds = ", ".join(f"{k}={v}" for k, v in sim.info.items())
             print(f"{sim.provider:6} {sim.url}  ({creds}; control: {sim.url}/_sim/requests)")
         sys.stdout.flush()
         try:
@@ -179,9 +181,9 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 async def _create_token(args: argparse.Namespace, config: Config) -> dict[str, object]:
-    from gateway.app import open_store
-    from upstreams import ids
-    from upstreams.model import CreateSpec
+    from tokengate.gateway.app import open_store
+    from tokengate.upstreams import ids
+    from tokengate.upstreams.model import CreateSpec
 
     known = {"internal", *(s.key for s in config.sources)}
     unknown = [s for s in args.source or [] if s not in known]
@@ -214,7 +216,7 @@ async def _create_token(args: argparse.Namespace, config: Config) -> dict[str, o
 
 
 def _token_create(args: argparse.Namespace) -> int:
-    from upstreams.errors import TokengateError
+    from tokengate.upstreams.errors import TokengateError
 
     config = _load(args)
     try:
@@ -231,15 +233,15 @@ def _token_create(args: argparse.Namespace) -> int:
 
 
 def _export_schema(_args: argparse.Namespace) -> int:
-    from schema.build import build_schema
+    from tokengate.schema.build import build_schema
 
     sys.stdout.write(build_schema().as_str() + "\n")
     return 0
 
 
 def _migrate(args: argparse.Namespace) -> int:
-    from upstreams.store import create_engine, migrate
-    from upstreams.store.migrate import current_revision
+    from tokengate.upstreams.store import create_engine, migrate
+    from tokengate.upstreams.store.migrate import current_revision
 
     config = _load(args)
 
@@ -256,6 +258,9 @@ def _migrate(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
+    from tokengate.upstreams import providers
+
+    known = providers.names()
     p = argparse.ArgumentParser(prog="tokengate", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -276,13 +281,15 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--demo",
         action="store_true",
-        help="start simulated Amper, OAuth-style and Losant upstreams and wire the gateway to them",
+        help=f"start simulated upstreams ({', '.join(known)}) and wire the gateway to them",
     )
     serve.set_defaults(func=_serve)
 
     simulate = sub.add_parser("simulate", help="run the upstream simulators on loopback")
-    simulate.add_argument("--provider", action="append", choices=["amper", "oauth", "losant"])
-    simulate.add_argument("--port", type=int, help="first port (amper, then oauth, losant)")
+    simulate.add_argument("--provider", action="append", choices=known)
+    simulate.add_argument(
+        "--port", type=int, help=f"first port (one per provider, in order: {', '.join(known)})"
+    )
     simulate.add_argument("--count", type=int, default=30, help="sample tokens per simulator")
     simulate.set_defaults(func=_simulate)
 

@@ -9,24 +9,24 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from upstreams.ids import SOURCE_KEY_PATTERN
+from tokengate.upstreams import providers
+from tokengate.upstreams.ids import SOURCE_KEY_PATTERN
 
 CONFIG_ENV = "TOKENGATE_CONFIG"
 STORE_URL_ENV = "TOKENGATE_STORE_URL"
 HOST_ENV = "TOKENGATE_HOST"
 PORT_ENV = "TOKENGATE_PORT"
 DEFAULT_STORE_URL = "sqlite:///./tokengate.db"
-PROVIDERS = ("amper", "oauth", "losant")
-_HEX24 = re.compile(r"[0-9a-fA-F]{24}")
 
 
 class ConfigError(ValueError):
@@ -87,15 +87,21 @@ class SourceConfig:
     total_timeout_s: float | None = None
     max_concurrency: int = 20
     retries: int = 2
-    page_size_param: str = "length"
-    application_ids: tuple[str, ...] = ()
     # Resolved from the environment variables the file names; never printed.
     credentials: Mapping[str, str] = field(default_factory=dict, repr=False)
+    # The provider's own settings, as its ``parse_options`` returned them (upstreams.providers).
+    options: Mapping[str, object] = field(default_factory=dict)
 
     @property
     def deadline_s(self) -> float:
         """How long one call to this source may take, retries included."""
         return self.total_timeout_s if self.total_timeout_s is not None else self.timeout_s
+
+    @property
+    def application_ids(self) -> tuple[str, ...]:
+        """A Losant source's applications; () for a source of another provider."""
+        ids = self.options.get("application_ids", ())
+        return ids if isinstance(ids, tuple) else ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,31 +129,20 @@ _SECTION_KEYS: dict[str, set[str]] = {
         "max_lineage_tokens",
     },
 }
-_SOURCE_KEYS = {
-    "key",
-    "provider",
-    "name",
-    "base_url",
-    "timeout_s",
-    "connect_timeout_s",
-    "total_timeout_s",
-    "max_concurrency",
-    "retries",
-    "token_env",
-    "client_id_env",
-    "client_secret_env",
-    "token_file",
-    "client_id_file",
-    "client_secret_file",
-    "application_id",
-    "application_ids",
-    "page_size_param",
-}
-_CREDENTIAL_ENVS = {
-    "amper": ("token_env",),
-    "oauth": ("client_id_env", "client_secret_env"),
-    "losant": ("token_env",),
-}
+# The keys of every [[sources]] entry; each provider adds its own (upstreams.providers).
+_COMMON_SOURCE_KEYS = frozenset(
+    {
+        "key",
+        "provider",
+        "name",
+        "base_url",
+        "timeout_s",
+        "connect_timeout_s",
+        "total_timeout_s",
+        "max_concurrency",
+        "retries",
+    }
+)
 
 
 class _Locator:
@@ -343,12 +338,38 @@ def _typed(
 ) -> Any:
     if key not in table:
         return default
-    value = table[key]
+    return _of_kind(table[key], key, kind, lambda: loc.where(section, key, index))
+
+
+def _of_kind(value: Any, key: str, kind: type | tuple[type, ...], where: Callable[[], str]) -> Any:
     kinds = kind if isinstance(kind, tuple) else (kind,)
     if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
         names = " or ".join(k.__name__ for k in kinds)
-        raise ConfigError(f"{loc.where(section, key, index)}: {key} must be a {names}")
+        raise ConfigError(f"{where()}: {key} must be a {names}")
     return value
+
+
+class _OptionReader:
+    """How a provider reads its own keys of one source (upstreams.provider_spec.OptionReader)."""
+
+    def __init__(self, raw: Mapping[str, Any], where: Callable[[str | None], str]) -> None:
+        self._raw = raw
+        self._where = where
+
+    def get(self, key: str, kind: type | tuple[type, ...], default: Any) -> Any:
+        if key not in self._raw:
+            return default
+        return _of_kind(self._raw[key], key, kind, lambda: self._where(key))
+
+    def fail(self, key: str | None, message: str) -> NoReturn:
+        raise ConfigError(f"{self._where(key)}: {message}")
+
+
+def provider_options(provider: str, settings: Mapping[str, object]) -> Mapping[str, object]:
+    """``settings`` (keys as a config file would hold them) read by ``provider``'s own
+    parser, as for a source in the file: how simulated sources get their options."""
+    reader = _OptionReader(settings, lambda key: f"{provider} settings")
+    return MappingProxyType(dict(providers.get(provider).parse_options(reader)))
 
 
 def _keep_alive(table: Mapping[str, Any], loc: _Locator) -> int:
@@ -429,10 +450,11 @@ def _source(
 
     if not isinstance(raw, dict):
         raise ConfigError(f"{where()}: each [[sources]] entry must be a table")
+    known = _COMMON_SOURCE_KEYS | providers.config_keys()
     for key in raw:
-        if key not in _SOURCE_KEYS:
+        if key not in known:
             raise ConfigError(
-                f"{where(key)}: unknown key sources.{key} (known: {', '.join(sorted(_SOURCE_KEYS))})"
+                f"{where(key)}: unknown key sources.{key} (known: {', '.join(sorted(known))})"
             )
     for required in ("key", "provider", "base_url"):
         if required not in raw:
@@ -444,33 +466,27 @@ def _source(
             "starting with a letter"
         )
     provider = _typed(raw, "provider", str, None, loc, "sources", index)
-    if provider not in PROVIDERS:
-        raise ConfigError(f"{where('provider')}: provider must be one of {', '.join(PROVIDERS)}")
+    if provider not in providers.names():
+        raise ConfigError(
+            f"{where('provider')}: provider must be one of {', '.join(providers.names())}"
+        )
+    spec = providers.get(provider)
+    for name in raw:
+        if name not in _COMMON_SOURCE_KEYS and name not in spec.config_keys:
+            own_keys = ", ".join(sorted(spec.config_keys))
+            raise ConfigError(
+                f"{where(name)}: sources.{name} is not a setting of provider {provider} "
+                f"(its own: {own_keys})"
+            )
     base_url = _typed(raw, "base_url", str, None, loc, "sources", index).rstrip("/")
     parts = urlsplit(base_url)
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
         raise ConfigError(f"{where('base_url')}: base_url must be an http(s) URL, got {base_url!r}")
     if parts.username or parts.password:
         raise ConfigError(f"{where('base_url')}: base_url must not hold credentials")
-    credentials: dict[str, str] = {}
-    for env_key in _CREDENTIAL_ENVS[provider]:
-        name = env_key.removesuffix("_env")
-        credentials[name] = _credential(raw, name, index, loc, env, base)
-    app_ids: list[str] = []
-    if provider == "losant":
-        single = _typed(raw, "application_id", str, None, loc, "sources", index)
-        many = _typed(raw, "application_ids", list, [], loc, "sources", index)
-        app_ids = ([single] if single else []) + list(many)
-        if not app_ids:
-            raise ConfigError(f"{where()}: a losant source needs application_id or application_ids")
-        bad = [a for a in app_ids if not isinstance(a, str) or not _HEX24.fullmatch(a)]
-        if bad:
-            raise ConfigError(f"{where('application_id')}: {bad[0]!r} is not a 24-hex Losant id")
-    page_size_param = _typed(raw, "page_size_param", str, "length", loc, "sources", index)
-    if page_size_param not in ("length", "limit"):
-        raise ConfigError(
-            f"{where('page_size_param')}: page_size_param must be 'length' or 'limit'"
-        )
+    credentials = {name: _credential(raw, name, index, loc, env, base) for name in spec.credentials}
+    own = {k: v for k, v in raw.items() if k in spec.option_keys}
+    options = spec.parse_options(_OptionReader(own, where))
     timeouts: dict[str, float] = {}
     for name, default in (
         ("timeout_s", 10.0),
@@ -496,7 +512,6 @@ def _source(
         total_timeout_s=timeouts["total_timeout_s"] or None,
         max_concurrency=max_concurrency,
         retries=retries,
-        page_size_param=page_size_param,
-        application_ids=tuple(app_ids),
         credentials=credentials,
+        options=MappingProxyType(dict(options)),
     )

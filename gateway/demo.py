@@ -8,12 +8,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from starlette.types import ASGIApp
+from tokengate.gateway.config import SourceConfig, provider_options
+from tokengate.upstreams import providers as registry
+from tokengate.upstreams.loopback import serve_in_thread
 
-from gateway.config import SourceConfig
-from upstreams.loopback import serve_in_thread
-
-PROVIDERS = ("amper", "oauth", "losant")
+# The providers known when this module was loaded (the built-in ones), for callers that want
+# a fixed list; ``simulators`` reads the table afresh.
+PROVIDERS = registry.names()
 
 
 @dataclass
@@ -24,55 +25,40 @@ class Simulated:
     url: str
     state: Any
     source: SourceConfig
+    # What a source needs to reach it (credentials and settings), as text: what
+    # ``tokengate simulate`` prints.
     info: dict[str, str] = field(default_factory=dict)
 
 
-def _app(provider: str, count: int) -> tuple[ASGIApp, Any, dict[str, str], dict[str, Any]]:
-    """(app, state, credentials for the adapter, extra source settings)."""
-    if provider == "amper":
-        from upstreams.amper import simulator as amper
-
-        amper_state = amper.sample_state(count=count)
-        return amper.build_app(amper_state), amper_state, {"token": amper_state.api_token}, {}
-    if provider == "oauth":
-        from upstreams.oauth import simulator as oauth
-
-        oauth_state = oauth.sample_state(count=count)
-        creds = {"client_id": oauth_state.client_id, "client_secret": oauth_state.client_secret}
-        return oauth.build_app(oauth_state), oauth_state, creds, {}
-    from upstreams.losant import simulator as losant
-
-    losant_state = losant.sample_state(count=count)
-    apps = tuple(losant_state.applications)
-    creds = {"token": losant_state.api_token}
-    return losant.build_app(losant_state), losant_state, creds, {"application_ids": apps}
+def _as_text(value: object) -> str:
+    return ",".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
 
 
 @contextlib.contextmanager
 def simulators(
-    providers: tuple[str, ...] = PROVIDERS, *, count: int = 30, ports: dict[str, int] | None = None
+    providers: tuple[str, ...] | None = None,
+    *,
+    count: int = 30,
+    ports: dict[str, int] | None = None,
 ) -> Iterator[dict[str, Simulated]]:
-    """Start the chosen simulators on 127.0.0.1; yields them by source key."""
+    """Start the chosen simulators (all by default) on 127.0.0.1; yields them by source key."""
     with contextlib.ExitStack() as stack:
         running: dict[str, Simulated] = {}
-        for provider in providers:
-            app, state, creds, extra = _app(provider, count)
-            url = stack.enter_context(serve_in_thread(app, (ports or {}).get(provider)))
-            key = {"amper": "amper", "oauth": "idp", "losant": "fleet"}[provider]
+        for provider in registry.names() if providers is None else providers:
+            spec = registry.get(provider)
+            sim = spec.simulate(count)
+            url = stack.enter_context(serve_in_thread(sim.app, (ports or {}).get(provider)))
             source = SourceConfig(
-                key=key,
+                key=spec.demo_key,
                 provider=provider,
-                name={
-                    "amper": "Amper Music",
-                    "oauth": "Identity provider",
-                    "losant": "Losant fleet",
-                }[provider],
+                name=spec.demo_name,
                 base_url=url,
                 timeout_s=5.0,
-                credentials=creds,
-                **extra,
+                credentials=dict(sim.credentials),
+                options=provider_options(provider, sim.settings),
             )
-            running[key] = Simulated(provider, url, state, source)
+            info = {k: _as_text(v) for k, v in (*sim.credentials.items(), *sim.settings.items())}
+            running[spec.demo_key] = Simulated(provider, url, sim.state, source, info)
         yield running
 
 

@@ -7,9 +7,10 @@ from collections.abc import Sequence
 
 import httpx
 
-from gateway.config import SourceConfig
-from upstreams.base import TokenSource
-from upstreams.resilience import ResilientSource, TrafficPolicy
+from tokengate.gateway.config import SourceConfig
+from tokengate.upstreams import providers
+from tokengate.upstreams.base import TokenSource
+from tokengate.upstreams.resilience import ResilientSource, TrafficPolicy
 
 
 def build_upstreams(
@@ -25,54 +26,8 @@ def build_upstreams(
 
 
 def build_adapters(configs: Sequence[SourceConfig], client: httpx.AsyncClient) -> list[TokenSource]:
-    sources: list[TokenSource] = []
-    for cfg in configs:
-        if cfg.provider == "amper":
-            from upstreams.amper import AmperSource
-
-            sources.append(
-                AmperSource(
-                    key=cfg.key,
-                    name=cfg.name,
-                    base_url=cfg.base_url,
-                    client=client,
-                    api_token=cfg.credentials["token"],
-                    page_size_param=cfg.page_size_param,
-                    timeout_s=cfg.timeout_s,
-                    connect_timeout_s=cfg.connect_timeout_s,
-                )
-            )
-        elif cfg.provider == "oauth":
-            from upstreams.oauth import OAuthSource
-
-            sources.append(
-                OAuthSource(
-                    key=cfg.key,
-                    name=cfg.name,
-                    base_url=cfg.base_url,
-                    client=client,
-                    client_id=cfg.credentials["client_id"],
-                    client_secret=cfg.credentials["client_secret"],
-                    timeout_s=cfg.timeout_s,
-                    connect_timeout_s=cfg.connect_timeout_s,
-                )
-            )
-        else:
-            from upstreams.losant import LosantSource
-
-            sources.append(
-                LosantSource(
-                    key=cfg.key,
-                    name=cfg.name,
-                    base_url=cfg.base_url,
-                    client=client,
-                    api_token=cfg.credentials["token"],
-                    application_ids=cfg.application_ids,
-                    timeout_s=cfg.timeout_s,
-                    connect_timeout_s=cfg.connect_timeout_s,
-                )
-            )
-    return sources
+    """Each source's adapter, built by its provider (upstreams.providers)."""
+    return [providers.get(cfg.provider).build(cfg, client) for cfg in configs]
 
 
 TRANSPORT_ENV = "TOKENGATE_HTTP_TRANSPORT"
@@ -109,8 +64,8 @@ _NO_COOKIES = _NoCookies()
 def http_client(max_connections: int = 100) -> httpx.AsyncClient:
     """The shared upstream client: pooled, no base URL and no auth (adapters add their own).
 
-    httpx's API over aiohttp's transport by default (about 1.5 ms less per four-source page
-    than httpx's own: benchmarks/fanout.py, README); ``TOKENGATE_HTTP_TRANSPORT=httpx``
+    httpx's API over aiohttp's transport by default (less work per upstream call than
+    httpx's own; benchmarks/README.md has the paired figures); ``TOKENGATE_HTTP_TRANSPORT=httpx``
     selects httpx's own transport. Either way a URL leaves exactly as httpx encoded it
     (gateway/aiohttp_transport.py: aiohttp alone would decode some escapes). Idle upstream
     connections are dropped after 4 s, before the 5 s keep-alive of common servers
@@ -127,7 +82,7 @@ def http_client(max_connections: int = 100) -> httpx.AsyncClient:
     if os.environ.get(TRANSPORT_ENV, "aiohttp") in {"aiohttp", ""}:
         import aiohttp
 
-        from gateway.aiohttp_transport import ExactUrlAiohttpTransport
+        from tokengate.gateway.aiohttp_transport import ExactUrlAiohttpTransport
 
         def session() -> aiohttp.ClientSession:
             # What AiohttpTransport would build itself, with aiohttp's no-op cookie jar.

@@ -16,13 +16,13 @@ from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.types import ExecutionResult
 
-from gateway.logs import request_id_var
-from schema.context import Context
-from schema.errors import format_error
-from schema.loaders import TokenLoader
-from schema.types import SourceType
-from upstreams.principal import Principal
-from upstreams.service import TokenService
+from tokengate.gateway.logs import request_id_var
+from tokengate.schema.context import Context
+from tokengate.schema.errors import format_error
+from tokengate.schema.loaders import TokenLoader
+from tokengate.schema.types import SourceType
+from tokengate.upstreams.principal import Principal
+from tokengate.upstreams.service import TokenService
 
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
 # Strawberry's GraphiQL page keeps the headers editor (so the pasted bearer secret) in the

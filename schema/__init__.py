@@ -1,3 +1,3 @@
 """The GraphQL schema layer: Strawberry types over the domain model, resolvers over the service."""
 
-import schema.enums  # noqa: F401  (names the domain enums before any type refers to them)
+import tokengate.schema.enums  # noqa: F401  (names the domain enums before any type refers to them)

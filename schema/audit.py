@@ -7,12 +7,12 @@ from datetime import datetime
 import strawberry
 from strawberry.types import Info
 
-from schema.context import Context
-from schema.types import PageInfo
-from upstreams import errors, ids
-from upstreams.cursor_codec import CursorCodec
-from upstreams.service import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, require_unbound_admin
-from upstreams.store.source import AuditEvent as AuditRecord
+from tokengate.schema.context import Context
+from tokengate.schema.types import PageInfo
+from tokengate.upstreams import errors, ids
+from tokengate.upstreams.cursor_codec import CursorCodec
+from tokengate.upstreams.service import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, require_unbound_admin
+from tokengate.upstreams.store.source import AuditEvent as AuditRecord
 
 
 @strawberry.type(description="One mutation attempt, kept even after its target is revoked.")

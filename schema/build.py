@@ -6,19 +6,18 @@ from typing import Any
 
 import strawberry
 from graphql import GraphQLError, NoSchemaIntrospectionCustomRule
-from strawberry.extensions import AddValidationRules
+from strawberry.extensions import AddValidationRules, ValidationCache
 from strawberry.federation.schema import FederationAny
 from strawberry.types import ExecutionContext, Info
 
-from schema.errors import log_unexpected
-from schema.execution import PlainFieldExecutor
-from schema.limits import Limits, limits_extension
-from schema.mutation import Mutation
-from schema.parsing import ParseLimits, document_parser
-from schema.query import Query
-from schema.types import SourceType, TokenType
-from schema.validated import validation_by_document
-from upstreams.errors import InvalidInput
+from tokengate.schema.errors import log_unexpected
+from tokengate.schema.execution import PlainFieldExecutor
+from tokengate.schema.limits import Limits, limits_extension
+from tokengate.schema.mutation import Mutation
+from tokengate.schema.parsing import ParseLimits, document_parser
+from tokengate.schema.query import Query
+from tokengate.schema.types import SourceType, TokenType
+from tokengate.upstreams.errors import InvalidInput
 
 CACHE_SIZE = 512
 
@@ -64,7 +63,8 @@ class GatewaySchema(strawberry.federation.Schema):
 def build_schema(limits: Limits | None = None, *, introspection: bool = True) -> GatewaySchema:
     limits = limits or Limits()
     # Order matters: every document is parsed within the token and length limits, then
-    # measured against the query limits, and only a document within them is validated.
+    # measured against the query limits, and only a document within them is validated
+    # (a refusal raises, so no later hook runs).
     extensions: list[Any] = [
         document_parser(
             ParseLimits(
@@ -76,7 +76,7 @@ def build_schema(limits: Limits | None = None, *, introspection: bool = True) ->
             CACHE_SIZE,
         ),
         limits_extension(limits),
-        validation_by_document(CACHE_SIZE),
+        lambda: ValidationCache(maxsize=CACHE_SIZE),
     ]
     if not introspection:
         extensions.append(lambda: AddValidationRules([NoSchemaIntrospectionCustomRule]))

@@ -6,13 +6,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from upstreams.errors import TokengateError
-from upstreams.principal import Principal
-from upstreams.service import TokenService
+from tokengate.upstreams.errors import TokengateError
+from tokengate.upstreams.principal import Principal
+from tokengate.upstreams.service import TokenService
 
 if TYPE_CHECKING:
-    from schema.loaders import TokenLoader
-    from schema.types import SourceType
+    from tokengate.schema.loaders import TokenLoader
+    from tokengate.schema.types import SourceType
 
 
 @dataclass

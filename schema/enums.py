@@ -6,7 +6,7 @@ import enum
 
 import strawberry
 
-from upstreams.model import Direction, OrderField, OwnerKind, Provider, Status
+from tokengate.upstreams.model import Direction, OrderField, OwnerKind, Provider, Status
 
 strawberry.enum(Provider, name="TokenProvider")
 strawberry.enum(Status, name="TokenStatus")

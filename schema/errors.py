@@ -11,7 +11,7 @@ from typing import Any
 
 from graphql import GraphQLError
 
-from upstreams.errors import (
+from tokengate.upstreams.errors import (
     InvalidInput,
     RateLimited,
     TokengateError,

@@ -12,8 +12,8 @@ from strawberry.types.arguments import InputContext
 from strawberry.types.base import StrawberryList, StrawberryOptional
 from strawberry.types.enum import StrawberryEnumDefinition
 
-from upstreams.errors import InvalidInput
-from upstreams.model import (
+from tokengate.upstreams.errors import InvalidInput
+from tokengate.upstreams.model import (
     CreateSpec,
     Direction,
     OrderField,
@@ -23,7 +23,7 @@ from upstreams.model import (
     TokenOrder,
     UpdateSpec,
 )
-from upstreams.ordering import MAX_GLOB_LENGTH
+from tokengate.upstreams.ordering import MAX_GLOB_LENGTH
 
 MAX_FILTER_ITEMS = 50
 T = TypeVar("T")
@@ -47,7 +47,7 @@ def built_from_leaves(cls: type[T]) -> type[T]:
 
     graphql-core has already coerced every such value (enum names to members, DateTime to
     datetime); Strawberry would still convert each field through its generic machinery,
-    ~100 µs for ``tokens(filter:)`` before any upstream is asked. This sets Strawberry's
+    on every request's critical path before any upstream is asked. This sets Strawberry's
     ``from_input`` hook to pass the values on as they are, lists copied (graphql-core
     shares default values between requests). Refuses, at import, a type with any other
     field (nested inputs, IDs), which need Strawberry's conversion.

@@ -14,6 +14,17 @@ spread: a tally is composable (depth adds, cost scales with its parent's multipl
 work is linear in the document however many times fragments are spread. The walk is
 iterative: no document can exhaust the interpreter's stack. A refused operation executes
 nothing, is never validated, and answers ``BAD_USER_INPUT``.
+
+Why not Strawberry's ``QueryDepthLimiter`` and ``MaxAliasesLimiter``: both are validation
+rules, so they run inside validation, next to the rules (OverlappingFieldsCanBeMerged)
+whose work the selection and repeat limits here exist to bound; both walk the document
+recursively and expand a fragment again at every spread, so their own work doubles with
+each level of ``...F ...F`` fragments; their refusals are validation errors
+(``GRAPHQL_VALIDATION_FAILED``, "'anonymous' exceeds maximum operation depth of 15",
+"31 aliases found. Allowed: 30") where the run-contract asks for ``BAD_USER_INPUT``; the
+depth limiter does not count inline fragments as a level, and the alias limiter counts
+every operation of the document instead of the one that runs. There is no Strawberry
+counterpart of the cost rule.
 """
 
 from __future__ import annotations
@@ -37,7 +48,7 @@ from graphql import (
 )
 from strawberry.extensions import SchemaExtension
 
-from schema.parsing import refusal, selections_problem
+from tokengate.schema.parsing import refusal, selections_problem
 
 DEFAULT_PAGE = 20
 CONNECTION_FIELDS = frozenset({"tokens", "auditEvents"})
@@ -314,8 +325,9 @@ def _spread_names(document: DocumentNode) -> set[str]:
 
 
 class QueryLimits(SchemaExtension):
-    """Refuses over-limit documents before validation (ahead of ``ValidationByDocument`` in
-    the schema's extensions, which then skips), so nothing costly and nothing else runs."""
+    """Refuses over-limit documents before validation: placed ahead of Strawberry's
+    ``ValidationCache`` in the schema's extensions, it raises the refusal, so neither that
+    hook nor validation runs (Strawberry answers the raised error as a pre-execution error)."""
 
     limits = Limits()
 
@@ -325,7 +337,7 @@ class QueryLimits(SchemaExtension):
         if document is not None and context.pre_execution_errors is None:
             reason = problem(self.limits, document, context.operation_name, context.variables or {})
             if reason is not None:
-                context.pre_execution_errors = [refusal(reason)]
+                raise refusal(reason)
         yield
 
 

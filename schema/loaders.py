@@ -6,10 +6,10 @@ from collections.abc import Mapping
 
 from aiodataloader import DataLoader
 
-from schema.types import SourceType, TokenType, token_type
-from upstreams.errors import TokengateError
-from upstreams.principal import Principal
-from upstreams.service import TokenService
+from tokengate.schema.types import SourceType, TokenType, token_type
+from tokengate.upstreams.errors import TokengateError
+from tokengate.upstreams.principal import Principal
+from tokengate.upstreams.service import TokenService
 
 
 class TokenLoader(DataLoader[str, TokenType | None]):

@@ -5,15 +5,15 @@ from __future__ import annotations
 import strawberry
 from strawberry.types import Info
 
-from schema.context import Context
-from schema.inputs import (
+from tokengate.schema.context import Context
+from tokengate.schema.inputs import (
     CreateTokenInput,
     RevokeTokenInput,
     UpdateTokenInput,
     to_create_spec,
     to_update_spec,
 )
-from schema.types import TokenType, token_type
+from tokengate.schema.types import TokenType, token_type
 
 
 @strawberry.type

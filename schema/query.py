@@ -7,11 +7,11 @@ import asyncio
 import strawberry
 from strawberry.types import Info
 
-from schema.audit import AuditEventConnection, audit_events
-from schema.context import Context
-from schema.enums import SourceFailureReason
-from schema.inputs import TokenFilterInput, TokenOrderInput, to_filter, to_order
-from schema.types import (
+from tokengate.schema.audit import AuditEventConnection, audit_events
+from tokengate.schema.context import Context
+from tokengate.schema.enums import SourceFailureReason
+from tokengate.schema.inputs import TokenFilterInput, TokenOrderInput, to_filter, to_order
+from tokengate.schema.types import (
     Node,
     PageInfo,
     SourceFailure,
@@ -21,10 +21,10 @@ from schema.types import (
     TokenType,
     token_type,
 )
-from upstreams import errors
-from upstreams import ids as global_ids
-from upstreams.principal import READ
-from upstreams.service import MAX_NODE_IDS, PageArgs, may_read_source, require
+from tokengate.upstreams import errors
+from tokengate.upstreams import ids as global_ids
+from tokengate.upstreams.principal import READ
+from tokengate.upstreams.service import MAX_NODE_IDS, PageArgs, may_read_source, require
 
 
 def _source_type(info: Info[Context, None], key: str) -> SourceType:

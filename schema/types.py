@@ -6,9 +6,9 @@ from datetime import datetime
 
 import strawberry
 
-from schema.enums import SourceFailureReason, SourceHealth
-from upstreams import ids
-from upstreams.model import (
+from tokengate.schema.enums import SourceFailureReason, SourceHealth
+from tokengate.upstreams import ids
+from tokengate.upstreams.model import (
     Capabilities,
     OrderField,
     OwnerKind,

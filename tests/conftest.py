@@ -20,10 +20,10 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from gateway.app import create_app
-from gateway.config import Config, LimitsConfig, StoreConfig
-from upstreams.loopback import serve_in_thread
-from upstreams.store import SecretHasher, StoreSource, create_engine, migrate
+from tokengate.gateway.app import create_app
+from tokengate.gateway.config import Config, LimitsConfig, StoreConfig
+from tokengate.upstreams.loopback import serve_in_thread
+from tokengate.upstreams.store import SecretHasher, StoreSource, create_engine, migrate
 
 PG_URL_ENV = "TOKENGATE_TEST_PG_URL"
 REQUIRE_PG_ENV = "TOKENGATE_REQUIRE_PG"
@@ -93,7 +93,7 @@ class LogCapture(logging.Handler):
 
 @pytest.fixture
 def captured_logs() -> Iterator[LogCapture]:
-    from gateway.logs import RedactingFilter
+    from tokengate.gateway.logs import RedactingFilter
 
     handler = LogCapture()
     handler.addFilter(RedactingFilter())

@@ -7,9 +7,9 @@ import json
 from dataclasses import dataclass
 
 from tests.conftest import Gateway
-from upstreams.cursor_codec import CursorCodec
-from upstreams.merge import CURSOR_KIND, CURSOR_VERSION
-from upstreams.store import load_key
+from tokengate.upstreams.cursor_codec import CursorCodec
+from tokengate.upstreams.merge import CURSOR_KIND, CURSOR_VERSION
+from tokengate.upstreams.store import load_key
 
 
 def codec_of(gateway: Gateway) -> CursorCodec:

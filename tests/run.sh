@@ -51,7 +51,7 @@ if [ -n "$pg_bin" ] && [ -z "${TOKENGATE_TEST_PG_URL:-}" ]; then
   pg_dir=$(mktemp -d /tmp/tokengate-pg.XXXXXX)
   chmod 755 "$pg_dir"
   [ "$(id -u)" = 0 ] && chown postgres "$pg_dir"
-  pg_port=$("$VENV/bin/python" -c 'from upstreams.loopback import free_port; print(free_port())')
+  pg_port=$("$VENV/bin/python" -c 'from tokengate.upstreams.loopback import free_port; print(free_port())')
   run_pg "$pg_bin/initdb" -D "$pg_dir/data" -U tokengate --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null
   run_pg "$pg_bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/log" -w \
     -o "-c listen_addresses=127.0.0.1 -c port=$pg_port -k $pg_dir -c fsync=on" start >/dev/null

@@ -8,9 +8,9 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from upstreams.store import StoreSource
-from upstreams.store.source import to_us
-from upstreams.store.tables import token_scopes, tokens
+from tokengate.upstreams.store import StoreSource
+from tokengate.upstreams.store.source import to_us
+from tokengate.upstreams.store.tables import token_scopes, tokens
 
 BASE = datetime(2025, 1, 1, tzinfo=UTC)
 NAMES = [

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol
 
-from upstreams.model import (
+from tokengate.upstreams.model import (
     Capabilities,
     Created,
     CreateSpec,

@@ -18,7 +18,7 @@ import hmac
 import re
 import secrets
 
-from upstreams.errors import InvalidCursor
+from tokengate.upstreams.errors import InvalidCursor
 
 MAX_CURSOR_LENGTH = 4096
 TAG_BYTES = hashlib.sha256().digest_size

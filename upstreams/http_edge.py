@@ -12,7 +12,7 @@ from urllib.parse import quote
 import httpx
 import orjson
 
-from upstreams import errors
+from tokengate.upstreams import errors
 
 
 def base_url(value: str) -> str:

@@ -8,9 +8,9 @@ from typing import NotRequired, TypedDict
 
 import httpx
 
-from upstreams.http_edge import UpstreamHttp
-from upstreams.http_edge import base_url as checked_base_url
-from upstreams.model import Capabilities, Provider
+from tokengate.upstreams.http_edge import UpstreamHttp
+from tokengate.upstreams.http_edge import base_url as checked_base_url
+from tokengate.upstreams.model import Capabilities, Provider
 
 
 class Upstream(TypedDict):

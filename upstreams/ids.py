@@ -6,7 +6,7 @@ import base64
 import binascii
 import re
 
-from upstreams.errors import InvalidInput
+from tokengate.upstreams.errors import InvalidInput
 
 SOURCE_KEY_PATTERN = re.compile(r"[a-z][a-z0-9_-]{0,63}")
 MAX_ID_LENGTH = 1024

@@ -19,9 +19,9 @@ from typing import Any
 
 import orjson
 
-from upstreams.cursor_codec import INVALID, CursorCodec
-from upstreams.errors import InvalidCursor
-from upstreams.model import (
+from tokengate.upstreams.cursor_codec import INVALID, CursorCodec
+from tokengate.upstreams.errors import InvalidCursor
+from tokengate.upstreams.model import (
     Direction,
     OrderField,
     SortKey,
@@ -31,7 +31,7 @@ from upstreams.model import (
     Token,
     TokenOrder,
 )
-from upstreams.ordering import order_tuple, sort_value
+from tokengate.upstreams.ordering import order_tuple, sort_value
 
 # 2: sealed by a CursorCodec (1 was unsigned and is refused).
 CURSOR_VERSION = 2

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from functools import lru_cache
 
-from upstreams.model import (
+from tokengate.upstreams.model import (
     Direction,
     OrderField,
     SortKey,

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from upstreams import ordering
-from upstreams.model import Direction, OrderField, SortKey, Token, TokenFilter, TokenOrder
+from tokengate.upstreams import ordering
+from tokengate.upstreams.model import Direction, OrderField, SortKey, Token, TokenFilter, TokenOrder
 
 # What a tie group shares: a date, or (for an order with a unique key) a local id.
 GroupValue = datetime | str

@@ -27,9 +27,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from upstreams import errors
-from upstreams.base import TokenSource
-from upstreams.model import (
+from tokengate.upstreams import errors
+from tokengate.upstreams.base import TokenSource
+from tokengate.upstreams.model import (
     Capabilities,
     Created,
     CreateSpec,

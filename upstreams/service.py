@@ -14,11 +14,11 @@ from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
-from upstreams import errors, ids
-from upstreams.base import TokenSource
-from upstreams.cursor_codec import CursorCodec
-from upstreams.merge import Cursor, MergedPage, decode_cursor, merge_pages, positions_for
-from upstreams.model import (
+from tokengate.upstreams import errors, ids
+from tokengate.upstreams.base import TokenSource
+from tokengate.upstreams.cursor_codec import CursorCodec
+from tokengate.upstreams.merge import Cursor, MergedPage, decode_cursor, merge_pages, positions_for
+from tokengate.upstreams.model import (
     Created,
     CreateSpec,
     OwnerKind,
@@ -30,8 +30,8 @@ from upstreams.model import (
     TokenOrder,
     UpdateSpec,
 )
-from upstreams.principal import ADMIN, READ, WRITE, Principal, Reach, effective_scopes
-from upstreams.store.source import StoreSource
+from tokengate.upstreams.principal import ADMIN, READ, WRITE, Principal, Reach, effective_scopes
+from tokengate.upstreams.store.source import StoreSource
 
 log = logging.getLogger("tokengate.service")
 T = TypeVar("T")

@@ -17,7 +17,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from upstreams.loopback import free_port
+from tokengate.upstreams.loopback import free_port
+
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "docker" / "Dockerfile"

@@ -9,7 +9,7 @@ import pytest
 
 from tests.conftest import Gateway
 from tests.cursor_forgery import Payload, token_cursor, unsigned
-from upstreams.merge import CURSOR_VERSION
+from tokengate.upstreams.merge import CURSOR_VERSION
 
 
 def code_of(gateway: Gateway, query: str, variables: dict[str, object] | None = None) -> str:

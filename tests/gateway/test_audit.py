@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from gateway.app import create_app
-from gateway.config import ServerConfig
 from tests.conftest import BOOTSTRAP, UNLIMITED, Gateway, gateway_config
-from upstreams.loopback import serve_in_thread
+from tokengate.gateway.app import create_app
+from tokengate.gateway.config import ServerConfig
+from tokengate.upstreams.loopback import serve_in_thread
 
 AUDIT = """query($after: String) { auditEvents(first: 2, after: $after) {
   edges { cursor node { action targetId source outcome actorTokenId at } }

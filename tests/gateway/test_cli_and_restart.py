@@ -10,17 +10,20 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
-from gateway.app import create_app
 from tests.conftest import gateway_config, wait_until_up
-from upstreams.loopback import serve_in_thread
+from tokengate.gateway.app import create_app
+from tokengate.upstreams.loopback import serve_in_thread
+
+pytestmark = pytest.mark.slow
 
 
 def cli(
     *args: str, cwd: Path, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "gateway.cli", *args],
+        [sys.executable, "-m", "tokengate.gateway.cli", *args],
         capture_output=True,
         text=True,
         timeout=120,
@@ -74,7 +77,7 @@ def test_token_create_json_then_serve_and_restart(tmp_path: Path, monkeypatch: o
     )
     assert bad.returncode == 1 and "unknown scope" in bad.stderr
 
-    from gateway.config import load
+    from tokengate.gateway.config import load
 
     config = load(config_file, environ={})
     for _ in range(2):  # the second start proves the data (and key) survive a restart
@@ -175,11 +178,11 @@ def test_serve_keeps_an_idle_connection_past_common_client_timeouts(tmp_path: Pa
     httpx's own 5 s idle expiry and reset requests under load)."""
     import time
 
-    from upstreams.loopback import free_port
+    from tokengate.upstreams.loopback import free_port
 
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "serve", "--port", str(port)],
+        [sys.executable, "-m", "tokengate.gateway.cli", "serve", "--port", str(port)],
         cwd=tmp_path,
         env={**os.environ, "TOKENGATE_BOOTSTRAP_TOKEN": "keep-alive-test-token-0123456789"},
         stdout=subprocess.DEVNULL,
@@ -204,7 +207,7 @@ def test_serve_with_worker_processes(tmp_path: Path) -> None:
     answering with the same data."""
     import time
 
-    from upstreams.loopback import free_port
+    from tokengate.upstreams.loopback import free_port
 
     secret = "workers-test-token-0123456789"
     config_file = tmp_path / "tg.toml"
@@ -215,7 +218,7 @@ def test_serve_with_worker_processes(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "gateway.cli",
+            "tokengate.gateway.cli",
             "serve",
             "--config",
             str(config_file),

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import ConfigError, load
+from tokengate.gateway.config import ConfigError, load
 
 GOOD = """
 [server]
@@ -135,7 +135,7 @@ def test_secrets_never_in_the_file_or_errors(tmp_path: Path) -> None:
 def test_serve_refuses_a_bad_config(tmp_path: Path) -> None:
     path = write(tmp_path, GOOD.replace("port = 9000", "port = 9000\nbogus = true"))
     result = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "serve", "--config", str(path)],
+        [sys.executable, "-m", "tokengate.gateway.cli", "serve", "--config", str(path)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -212,3 +212,27 @@ def test_request_limits(tmp_path: Path) -> None:
 def test_bad_request_limits_name_key_and_line(tmp_path: Path, line: str, expected: str) -> None:
     with pytest.raises(ConfigError, match=expected):
         load(write(tmp_path, GOOD + "\n[limits]\n" + line + "\n"), environ=ENV)
+
+
+@pytest.mark.parametrize(
+    ("provider", "foreign"),
+    [
+        ("oauth", 'page_size_param = "limit"'),
+        ("losant", 'page_size_param = "length"'),
+        ("amper", 'application_id = "575ec8687ae143cd83dc4a97"'),
+        ("amper", 'client_id_env = "X"'),
+    ],
+)
+def test_another_providers_key_is_refused(tmp_path: Path, provider: str, foreign: str) -> None:
+    """A key that only another provider reads would silently do nothing: it stops start-up."""
+    path = tmp_path / "tokengate.toml"
+    path.write_text(
+        f'[[sources]]\nkey = "s"\nprovider = "{provider}"\nbase_url = "https://x.example"\n'
+        f"{foreign}\n"
+    )
+    key = foreign.split(" ")[0]
+    with pytest.raises(
+        ConfigError,
+        match=rf"^tokengate.toml:5: sources.{key} is not a setting of provider {provider} \(its own: ",
+    ):
+        load(path, environ={})

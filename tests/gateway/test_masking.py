@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import Gateway, LogCapture
-from upstreams.service import TokenService
+from tokengate.upstreams.service import TokenService
 
 
 def test_unexpected_exception_is_masked(

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from gateway.app import create_app
-from gateway.config import LimitsConfig
-from gateway.ratelimit import TokenBuckets
 from tests.conftest import BOOTSTRAP, Gateway, gateway_config
-from upstreams.loopback import serve_in_thread
+from tokengate.gateway.app import create_app
+from tokengate.gateway.config import LimitsConfig
+from tokengate.gateway.ratelimit import TokenBuckets
+from tokengate.upstreams.loopback import serve_in_thread
 
 
 def test_bucket_arithmetic() -> None:

@@ -11,11 +11,14 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
-from gateway.demo import simulators
 from tests.conftest import BOOTSTRAP, wait_until_up
-from upstreams.loopback import free_port
-from upstreams.oauth.simulator import WALK_USER
+from tokengate.gateway.demo import simulators
+from tokengate.upstreams.loopback import free_port
+from tokengate.upstreams.oauth.simulator import WALK_USER
+
+pytestmark = pytest.mark.slow
 
 
 def test_sigterm_drains_in_flight_requests(tmp_path: Path) -> None:
@@ -38,7 +41,7 @@ base_url = "{sim.url}"\nclient_id_env = "SIM_ID"\nclient_secret_env = "SIM_SECRE
             [
                 sys.executable,
                 "-m",
-                "gateway.cli",
+                "tokengate.gateway.cli",
                 "serve",
                 "--config",
                 str(config),

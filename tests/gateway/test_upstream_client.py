@@ -11,8 +11,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 
-from gateway.upstream_factory import TRANSPORT_ENV, http_client
-from upstreams.loopback import serve_in_thread
+from tokengate.gateway.upstream_factory import TRANSPORT_ENV, http_client
+from tokengate.upstreams.loopback import serve_in_thread
 
 
 async def echo(request: Request) -> JSONResponse:

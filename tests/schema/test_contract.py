@@ -8,7 +8,7 @@ from pathlib import Path
 
 from graphql import build_schema, find_breaking_changes
 
-from schema.build import build_schema as build_served
+from tokengate.schema.build import build_schema as build_served
 
 ROOT = Path(__file__).resolve().parents[2]
 # A copy of the public schema contract kept in the repository, so the tests pass in a clone
@@ -37,7 +37,7 @@ def test_checker_would_catch_a_breaking_change() -> None:
 
 def test_schema_graphql_is_current() -> None:
     exported = subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "export-schema"],
+        [sys.executable, "-m", "tokengate.gateway.cli", "export-schema"],
         capture_output=True,
         text=True,
         check=True,

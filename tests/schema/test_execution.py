@@ -8,9 +8,12 @@ from typing import Any
 
 import pytest
 import strawberry
-from strawberry.extensions import SchemaExtension
+from graphql import GraphQLObjectType
+from strawberry.extensions import FieldExtension, SchemaExtension
+from strawberry.permission import BasePermission
+from strawberry.schema_directive import Location
 
-from schema.execution import PlainFieldExecutor
+from tokengate.schema.execution import PlainFieldExecutor, _plans_for
 
 
 @strawberry.enum
@@ -248,6 +251,103 @@ def test_field_middleware_sees_every_field() -> None:
 
 
 def test_the_gateway_schema_uses_it() -> None:
-    from schema.build import build_schema
+    from tokengate.schema.build import build_schema
 
     assert build_schema().execution_context_class is PlainFieldExecutor
+
+
+class Deny(BasePermission):
+    message = "denied"
+
+    def has_permission(self, source: Any, info: Any, **kwargs: Any) -> bool:
+        return False
+
+
+class Upper(FieldExtension):
+    def resolve(self, next_: Any, source: Any, info: Any, **kwargs: Any) -> Any:
+        value = next_(source, info, **kwargs)
+        return [item.upper() for item in value] if isinstance(value, list) else value.upper()
+
+
+@strawberry.schema_directive(locations=[Location.FIELD_DEFINITION])
+class Tagged:
+    note: str
+
+
+@strawberry.type
+class Guarded:
+    open: str
+    secret: str = strawberry.field(permission_classes=[Deny])
+    shouted: str = strawberry.field(extensions=[Upper()])
+    tagged: str = strawberry.field(directives=[Tagged(note="x")])
+    secret_inner: Inner = strawberry.field(permission_classes=[Deny])
+    loud_tags: list[str] = strawberry.field(extensions=[Upper()])
+
+
+@strawberry.type
+class GuardedQuery:
+    @strawberry.field
+    def guarded(self) -> list[Guarded]:
+        return [
+            Guarded(
+                open="o",
+                secret="s",
+                shouted="quiet",
+                tagged="t",
+                secret_inner=Inner(label="hidden", count=1),
+                loud_tags=["a"],
+            )
+        ]
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("{ guarded { open secret } }", None),
+        ("{ guarded { open secretInner { label } } }", None),
+        ("{ guarded { open shouted } }", {"guarded": [{"open": "o", "shouted": "QUIET"}]}),
+        ("{ guarded { open loudTags } }", {"guarded": [{"open": "o", "loudTags": ["A"]}]}),
+    ],
+)
+def test_permission_classes_and_field_extensions_always_run(
+    query: str, expected: dict[str, Any] | None
+) -> None:
+    """A field with permission classes or a field extension keeps Strawberry's resolver:
+    the permission refuses and the extension transforms, as with Strawberry's executor."""
+    plain = strawberry.Schema(query=GuardedQuery)
+    ours = strawberry.Schema(query=GuardedQuery, execution_context_class=PlainFieldExecutor)
+    stock, got = plain.execute_sync(query), ours.execute_sync(query)
+    assert got.data == stock.data == expected
+    assert _errors(got) == _errors(stock)
+    assert [e.message for e in got.errors or []] == ([] if expected else ["denied"])
+
+
+def test_only_fields_without_permissions_extensions_or_directives_are_plain() -> None:
+    schema = strawberry.Schema(query=GuardedQuery, execution_context_class=PlainFieldExecutor)
+    guarded = schema._schema.type_map["Guarded"]
+    assert isinstance(guarded, GraphQLObjectType)
+    assert set(_plans_for(guarded)) == {"open"}
+
+
+def test_fields_with_query_directives_take_the_general_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    read: list[str] = []
+    original = PlainFieldExecutor._complete
+
+    def counting(self: PlainFieldExecutor, plan: Any, details: Any, source: Any) -> Any:
+        read.append(plan.attribute)
+        return original(self, plan, details, source)
+
+    monkeypatch.setattr(PlainFieldExecutor, "_complete", counting)
+    THINGS[:] = [_thing()]
+    ours = strawberry.Schema(query=Query, types=[Inner], execution_context_class=PlainFieldExecutor)
+    query = (
+        "{ holder { things { name number @include(if: true) must @skip(if: false) { label } } } }"
+    )
+    result = ours.execute_sync(query)
+    assert result.errors is None
+    assert result.data == {
+        "holder": {"things": [{"name": "a", "number": 1, "must": {"label": "m"}}]}
+    }
+    assert "name" in read and "number" not in read and "must" not in read

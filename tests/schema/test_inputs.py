@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import strawberry
 
-from schema.inputs import TokenFilterInput, TokenOrderInput, built_from_leaves
-from upstreams.model import Provider
+from tokengate.schema.inputs import TokenFilterInput, TokenOrderInput, built_from_leaves
+from tokengate.upstreams.model import Provider
 
 RECEIVED: list[Any] = []
 

@@ -7,10 +7,10 @@ import time
 import pytest
 from graphql import Lexer, Source, TokenKind, parse
 
-from schema.limits import Limits, problem
-from schema.parsing import scan
 from tests.conftest import Gateway
-from upstreams.service import TokenService
+from tokengate.schema.limits import Limits, problem
+from tokengate.schema.parsing import scan
+from tokengate.upstreams.service import TokenService
 
 
 def refused(gateway: Gateway, query: str, variables: dict[str, object] | None = None) -> str:
@@ -151,7 +151,7 @@ def test_scan_selections_are_those_written() -> None:
 def test_path_pairs_count_fields_answering_at_one_path() -> None:
     from graphql import FragmentDefinitionNode, OperationDefinitionNode, parse
 
-    from schema.limits import path_pairs
+    from tokengate.schema.limits import path_pairs
 
     document = parse(
         "{ a { b b } ...F } fragment F on Q { a { b } c ...F } fragment G on Q { ...G x }"

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from gateway.app import create_app
-from gateway.demo import PROVIDERS, Simulated, simulators
 from tests.conftest import BOOTSTRAP, Gateway, gateway_config
-from upstreams.loopback import serve_in_thread
+from tokengate.gateway.app import create_app
+from tokengate.gateway.demo import PROVIDERS, Simulated, simulators
+from tokengate.upstreams.loopback import serve_in_thread
 
 
 @pytest.fixture(scope="module")

@@ -10,11 +10,13 @@ from typing import Any
 
 import pytest
 
-from gateway.app import create_app
-from gateway.config import LimitsConfig
-from gateway.demo import Simulated
 from tests.conftest import BOOTSTRAP, Gateway, gateway_config
-from upstreams.loopback import serve_in_thread
+from tokengate.gateway.app import create_app
+from tokengate.gateway.config import LimitsConfig
+from tokengate.gateway.demo import Simulated
+from tokengate.upstreams.loopback import serve_in_thread
+
+pytestmark = pytest.mark.slow
 
 CREATE = """mutation($input: CreateTokenInput!) { createToken(input: $input) {
   secret token { id } } }"""

@@ -15,12 +15,14 @@ from typing import Any
 
 import pytest
 
-from gateway.demo import Simulated
 from tests.conftest import BOOTSTRAP, Gateway
 from tests.security.conftest import serving
-from upstreams import ids
-from upstreams.oauth.normalise import local_id_for
-from upstreams.oauth.simulator import SimToken
+from tokengate.gateway.demo import Simulated
+from tokengate.upstreams import ids
+from tokengate.upstreams.oauth.normalise import local_id_for
+from tokengate.upstreams.oauth.simulator import SimToken
+
+pytestmark = pytest.mark.slow
 
 ALICE = "alice@example.com"
 BOB = "bob@example.com"

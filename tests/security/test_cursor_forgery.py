@@ -12,11 +12,13 @@ from typing import Any
 
 import pytest
 
-from gateway.app import create_app
-from gateway.demo import Simulated
 from tests.conftest import BOOTSTRAP, Gateway, LogCapture, gateway_config
-from upstreams.loopback import serve_in_thread
-from upstreams.simulation import Fault
+from tokengate.gateway.app import create_app
+from tokengate.gateway.demo import Simulated
+from tokengate.upstreams.loopback import serve_in_thread
+from tokengate.upstreams.simulation import Fault
+
+pytestmark = pytest.mark.slow
 
 CREATE = """mutation($input: CreateTokenInput!) { createToken(input: $input) { secret } }"""
 PAGE = """query($c: String, $n: Int) {

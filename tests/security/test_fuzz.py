@@ -25,13 +25,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis_graphql import Mode, from_schema, nodes
 
-from gateway.app import create_app
-from gateway.demo import PROVIDERS, simulators
-from schema.build import build_schema
 from tests.conftest import BOOTSTRAP, LogCapture, gateway_config
-from upstreams.loopback import serve_in_thread
-from upstreams.oauth.normalise import local_id_for
-from upstreams.oauth.simulator import ODD_USER, WALK_USER
+from tokengate.gateway.app import create_app
+from tokengate.gateway.demo import PROVIDERS, simulators
+from tokengate.schema.build import build_schema
+from tokengate.upstreams.loopback import serve_in_thread
+from tokengate.upstreams.oauth.normalise import local_id_for
+from tokengate.upstreams.oauth.simulator import ODD_USER, WALK_USER
+
+pytestmark = pytest.mark.slow
 
 EXAMPLES = int(os.environ.get("TOKENGATE_FUZZ_EXAMPLES", "2400"))
 VARIABLE_EXAMPLES = int(os.environ.get("TOKENGATE_FUZZ_VARIABLES", "300"))

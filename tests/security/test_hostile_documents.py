@@ -21,10 +21,12 @@ import httpx
 import orjson
 import pytest
 
-from gateway.app import create_app
 from tests.conftest import BOOTSTRAP, UNLIMITED, Gateway, gateway_config
-from upstreams.loopback import serve_in_thread
-from upstreams.service import TokenService
+from tokengate.gateway.app import create_app
+from tokengate.upstreams.loopback import serve_in_thread
+from tokengate.upstreams.service import TokenService
+
+pytestmark = pytest.mark.slow
 
 GENEROUS_S = 2.0
 MB = 1024 * 1024

@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from gateway.logs import JsonFormatter, RedactingFilter, redact
+from tokengate.gateway.logs import JsonFormatter, RedactingFilter, redact
 
 SECRET = "tg_" + "A1b2C3d4E5" * 4 + "xyz"
 

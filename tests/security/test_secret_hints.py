@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
-from gateway.demo import Simulated
 from tests.conftest import Gateway
 from tests.security.conftest import serving
-from upstreams import ids
-from upstreams.oauth.simulator import WALK_USER
+from tokengate.gateway.demo import Simulated
+from tokengate.upstreams import ids
+from tokengate.upstreams.oauth.simulator import WALK_USER
 
 HINT = re.compile(r"(?:tg_)?[^…]{0,4}…")
 LIST = """query($after: String, $user: String) {

@@ -9,12 +9,14 @@ from urllib.parse import quote
 
 import pytest
 
-from gateway.app import create_app
-from gateway.demo import Simulated
 from tests.conftest import BOOTSTRAP, Gateway, gateway_config
-from upstreams.loopback import serve_in_thread
-from upstreams.oauth.simulator import WALK_USER
-from upstreams.simulation import SimulatorControl, SimulatorMiddleware
+from tokengate.gateway.app import create_app
+from tokengate.gateway.demo import Simulated
+from tokengate.upstreams.loopback import serve_in_thread
+from tokengate.upstreams.oauth.simulator import WALK_USER
+from tokengate.upstreams.simulation import SimulatorControl, SimulatorMiddleware
+
+pytestmark = pytest.mark.slow
 
 
 def gid(raw: str) -> str:

@@ -14,13 +14,15 @@ from urllib.parse import quote
 
 import pytest
 
-from gateway.demo import Simulated
-from gateway.upstream_factory import TRANSPORT_ENV
 from tests.conftest import Gateway
 from tests.security.conftest import serving
-from upstreams import ids
-from upstreams.oauth.normalise import local_id_for
-from upstreams.oauth.simulator import API_PREFIX, SimToken
+from tokengate.gateway.demo import Simulated
+from tokengate.gateway.upstream_factory import TRANSPORT_ENV
+from tokengate.upstreams import ids
+from tokengate.upstreams.oauth.normalise import local_id_for
+from tokengate.upstreams.oauth.simulator import API_PREFIX, SimToken
+
+pytestmark = pytest.mark.slow
 
 TRANSPORTS = ["aiohttp", "httpx"]
 TOKEN_UUID = "7d507b7e-6221-4f06-a75e-ef6e6f06d32b"

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from upstreams.model import CreateSpec
-from upstreams.store import SecretHasher, StoreSource, load_key
-from upstreams.store.credentials import SECRET_PATTERN, hint, new_secret
-from upstreams.store.tables import tokens
+from tokengate.upstreams.model import CreateSpec
+from tokengate.upstreams.store import SecretHasher, StoreSource, load_key
+from tokengate.upstreams.store.credentials import SECRET_PATTERN, hint, new_secret
+from tokengate.upstreams.store.tables import tokens
 
 
 def test_secret_format_and_entropy() -> None:
@@ -89,7 +89,7 @@ async def test_authentication_and_throttled_last_use(store: StoreSource) -> None
 
 
 async def test_authentication_cache_forgets_changed_tokens(store: StoreSource) -> None:
-    from upstreams.model import Status, UpdateSpec
+    from tokengate.upstreams.model import Status, UpdateSpec
 
     created = await store.create(CreateSpec(name="cached", scopes=("tokens:read",)))
     assert await store.authenticate(created.secret) is not None

@@ -18,9 +18,11 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from gateway.app import create_app
 from tests.conftest import BOOTSTRAP, gateway_config, wait_until_up
-from upstreams.loopback import free_port, serve_in_thread
+from tokengate.gateway.app import create_app
+from tokengate.upstreams.loopback import free_port, serve_in_thread
+
+pytestmark = pytest.mark.slow
 
 CREATE = """mutation($name: String!) { createToken(input: {source: "internal", name: $name}) {
   token { id } } }"""
@@ -82,7 +84,7 @@ def gateway_process(
         [
             sys.executable,
             "-m",
-            "gateway.cli",
+            "tokengate.gateway.cli",
             "serve",
             "--config",
             str(config),

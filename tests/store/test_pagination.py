@@ -7,10 +7,10 @@ from datetime import datetime
 import pytest
 
 from tests.seeding import Seeded, seed
-from upstreams.model import Direction, OrderField, TokenFilter, TokenOrder
-from upstreams.principal import Principal
-from upstreams.service import PageArgs, TokenService
-from upstreams.store import StoreSource
+from tokengate.upstreams.model import Direction, OrderField, TokenFilter, TokenOrder
+from tokengate.upstreams.principal import Principal
+from tokengate.upstreams.service import PageArgs, TokenService
+from tokengate.upstreams.store import StoreSource
 
 ADMIN = Principal(token_id="t", scopes=frozenset({"tokens:admin"}))
 RW = ("tokens:read", "tokens:write")
@@ -68,6 +68,7 @@ async def seeded(store: StoreSource) -> tuple[TokenService, list[Seeded]]:
     return TokenService(store), rows
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", [1, 3, 100])
 @pytest.mark.parametrize("order", ORDERS, ids=lambda o: f"{o.field}-{o.direction}")
 async def test_forward_and_backward_walks_cover_everything_once(

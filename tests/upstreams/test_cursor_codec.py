@@ -10,10 +10,10 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from upstreams.cursor_codec import MAX_CURSOR_LENGTH, CursorCodec, hkdf_sha256
-from upstreams.errors import InvalidCursor
-from upstreams.merge import CURSOR_KIND, Cursor, decode_cursor, encode_cursor
-from upstreams.model import Direction, OrderField, SortKey, TokenOrder
+from tokengate.upstreams.cursor_codec import MAX_CURSOR_LENGTH, CursorCodec, hkdf_sha256
+from tokengate.upstreams.errors import InvalidCursor
+from tokengate.upstreams.merge import CURSOR_KIND, Cursor, decode_cursor, encode_cursor
+from tokengate.upstreams.model import Direction, OrderField, SortKey, TokenOrder
 
 SERVER_KEY = b"k" * 48
 PAYLOAD = b'{"hello": "cursor", "n": 12345}'

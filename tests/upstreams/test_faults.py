@@ -8,18 +8,21 @@ simulators' own request logs.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
-from gateway.app import create_app
-from gateway.demo import PROVIDERS, Simulated, simulators
 from tests.conftest import BOOTSTRAP, Gateway, gateway_config
-from upstreams.loopback import serve_in_thread
-from upstreams.oauth.simulator import WALK_USER
+from tokengate.gateway.app import create_app
+from tokengate.gateway.demo import PROVIDERS, Simulated, simulators
+from tokengate.upstreams.loopback import serve_in_thread
+from tokengate.upstreams.oauth.simulator import WALK_USER
+from tokengate.upstreams.resilience import TrafficPolicy
 
 TIMEOUT_S = 1.5
 RETRIES = 2
@@ -69,6 +72,7 @@ def gateway_over(
         sim.state.control.faults = []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fault", list(FAULTS))
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_fault(
@@ -105,7 +109,24 @@ def test_fault(
     ]
 
 
-def test_breaker_opens_then_recovers(gateway_over: Gateway, sims: dict[str, Simulated]) -> None:
+BREAKER_RESET_S = 1.0
+
+
+@pytest.fixture
+def quick_reset_gateway(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Gateway:
+    """``gateway_over`` whose breakers let a probe through after 1 s instead of 15 s."""
+    monkeypatch.setattr(
+        "tokengate.gateway.upstream_factory.TrafficPolicy",
+        functools.partial(TrafficPolicy, reset_after_s=BREAKER_RESET_S),
+    )
+    gateway: Gateway = request.getfixturevalue("gateway_over")
+    return gateway
+
+
+def test_breaker_opens_then_recovers(
+    quick_reset_gateway: Gateway, sims: dict[str, Simulated]
+) -> None:
+    gateway_over = quick_reset_gateway
     sim = sims["fleet"]
     sim.state.control.requests.clear()
     sim.state.control.set_faults([{"kind": "status", "status": 500}])
@@ -118,7 +139,19 @@ def test_breaker_opens_then_recovers(gateway_over: Gateway, sims: dict[str, Simu
     assert len(sim.state.control.requests) == sent, "an open breaker sends nothing"
     health = gateway_over.data("{ sources { key health } }")["sources"]
     assert {s["key"]: s["health"] for s in health}["fleet"] == "DOWN"
-    import httpx
 
     ready = httpx.get(f"{gateway_over.url}/readyz").json()
     assert ready["sources"]["fleet"] == "down" and ready["status"] == "ready"
+
+    # The upstream heals; after the reset time one probe goes through and closes the breaker.
+    sim.state.control.set_faults([])
+    time.sleep(BREAKER_RESET_S + 0.2)
+    body = gateway_over.post(PAGE).json()
+    assert "errors" not in body, body.get("errors")
+    assert body["data"]["tokens"]["failedSources"] == []
+    assert "LOSANT" in {e["node"]["provider"] for e in body["data"]["tokens"]["edges"]}
+    assert len(sim.state.control.requests) > sent, "the probe reached the upstream"
+    health = gateway_over.data("{ sources { key health } }")["sources"]
+    assert {s["key"]: s["health"] for s in health}["fleet"] == "OK"
+    ready = httpx.get(f"{gateway_over.url}/readyz").json()
+    assert ready["sources"]["fleet"] == "ok"

@@ -14,13 +14,13 @@ from email.utils import format_datetime
 import httpx
 import pytest
 
-from upstreams import errors
-from upstreams.amper import AmperSource
-from upstreams.base import TokenSource
-from upstreams.http_edge import UpstreamHttp, path_segment, retry_after_seconds
-from upstreams.losant import LosantSource
-from upstreams.model import PageRequest, TokenFilter, TokenOrder
-from upstreams.oauth import OAuthSource
+from tokengate.upstreams import errors
+from tokengate.upstreams.amper import AmperSource
+from tokengate.upstreams.base import TokenSource
+from tokengate.upstreams.http_edge import UpstreamHttp, path_segment, retry_after_seconds
+from tokengate.upstreams.losant import LosantSource
+from tokengate.upstreams.model import PageRequest, TokenFilter, TokenOrder
+from tokengate.upstreams.oauth import OAuthSource
 
 SECRET = "s3cr3t-upstream-credential-value"
 BASE = "http://upstream.test"

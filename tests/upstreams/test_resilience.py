@@ -7,8 +7,8 @@ from collections.abc import Sequence
 
 import pytest
 
-from upstreams import errors
-from upstreams.model import (
+from tokengate.upstreams import errors
+from tokengate.upstreams.model import (
     Capabilities,
     Created,
     CreateSpec,
@@ -20,7 +20,12 @@ from upstreams.model import (
     TokenOrder,
     UpdateSpec,
 )
-from upstreams.resilience import BreakerState, CircuitBreaker, ResilientSource, TrafficPolicy
+from tokengate.upstreams.resilience import (
+    BreakerState,
+    CircuitBreaker,
+    ResilientSource,
+    TrafficPolicy,
+)
 
 PAGE = SourcePage(items=[], has_more=False, total_count=0)
 REQUEST = PageRequest(filter=TokenFilter(), order=TokenOrder(), limit=5)

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from upstreams.amper.client import AmperSource
+from tokengate.upstreams.amper.client import AmperSource
 
 __all__ = ["AmperSource"]

@@ -27,8 +27,8 @@ from typing import Unpack
 
 import httpx
 
-from upstreams import errors, ordering
-from upstreams.amper.normalise import (
+from tokengate.upstreams import errors, ordering
+from tokengate.upstreams.amper.normalise import (
     MEDIA_TYPE,
     SchemaViolation,
     create_document,
@@ -39,17 +39,17 @@ from upstreams.amper.normalise import (
     parse_single,
     redacted_snippet,
 )
-from upstreams.amper.rows import (
+from tokengate.upstreams.amper.rows import (
     MAX_OFFSET,
     ListMoved,
     check_position,
     read_all,
     walk_page,
 )
-from upstreams.http_edge import base_url as checked_base_url
-from upstreams.http_edge import path_segment, retry_after_seconds
-from upstreams.http_source import HttpSource, Upstream
-from upstreams.model import (
+from tokengate.upstreams.http_edge import base_url as checked_base_url
+from tokengate.upstreams.http_edge import path_segment, retry_after_seconds
+from tokengate.upstreams.http_source import HttpSource, Upstream
+from tokengate.upstreams.model import (
     Capabilities,
     Created,
     CreateSpec,
@@ -63,7 +63,7 @@ from upstreams.model import (
     TokenFilter,
     UpdateSpec,
 )
-from upstreams.paged_walk import OrderBroken
+from tokengate.upstreams.paged_walk import OrderBroken
 
 _API = "/v1/access_tokens"
 MAX_NAME_LENGTH = 255

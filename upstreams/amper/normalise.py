@@ -13,8 +13,16 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from upstreams import hints
-from upstreams.model import Direction, OrderField, Provider, Status, Token, effective_status, utc
+from tokengate.upstreams import hints
+from tokengate.upstreams.model import (
+    Direction,
+    OrderField,
+    Provider,
+    Status,
+    Token,
+    effective_status,
+    utc,
+)
 
 MEDIA_TYPE = "application/vnd.api+json"
 RESOURCE_TYPE = "access_tokens"

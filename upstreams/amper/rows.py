@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
-from upstreams import errors, ordering
-from upstreams.amper.normalise import decode_position, encode_position, sort_param
-from upstreams.model import OrderField, PageRequest, SourceItem, SourcePage, Token
-from upstreams.paged_walk import OrderBroken, PagedWalk
+from tokengate.upstreams import errors, ordering
+from tokengate.upstreams.amper.normalise import decode_position, encode_position, sort_param
+from tokengate.upstreams.model import OrderField, PageRequest, SourceItem, SourcePage, Token
+from tokengate.upstreams.paged_walk import OrderBroken, PagedWalk
 
 MAX_PAGE_LENGTH = 100
 MAX_OFFSET = 1000

@@ -32,7 +32,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from upstreams.simulation import SimulatorControl, SimulatorMiddleware
+from tokengate.upstreams.simulation import SimulatorControl, SimulatorMiddleware
 
 MEDIA_TYPE = "application/vnd.api+json"
 API_PATH = "/v1/access_tokens"

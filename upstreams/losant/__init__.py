@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from upstreams.losant.client import LosantSource
+from tokengate.upstreams.losant.client import LosantSource
 
 __all__ = ["LosantSource"]

@@ -48,11 +48,11 @@ from typing import Unpack
 
 import httpx
 
-from upstreams import errors, ordering
-from upstreams.http_edge import base_url as checked_base_url
-from upstreams.http_edge import retry_after_seconds as retry_after_seconds  # re-exported
-from upstreams.http_source import HttpSource, Upstream
-from upstreams.losant.normalise import (
+from tokengate.upstreams import errors, ordering
+from tokengate.upstreams.http_edge import base_url as checked_base_url
+from tokengate.upstreams.http_edge import retry_after_seconds as retry_after_seconds  # re-exported
+from tokengate.upstreams.http_source import HttpSource, Upstream
+from tokengate.upstreams.losant.normalise import (
     SchemaViolation,
     is_object_id,
     is_success,
@@ -62,9 +62,9 @@ from upstreams.losant.normalise import (
     patch_body,
     post_body,
 )
-from upstreams.losant.pages import ListCall, LosantApi
-from upstreams.losant.walk import check_after, gather, parse_position, walk_page
-from upstreams.model import (
+from tokengate.upstreams.losant.pages import ListCall, LosantApi
+from tokengate.upstreams.losant.walk import check_after, gather, parse_position, walk_page
+from tokengate.upstreams.model import (
     Capabilities,
     Created,
     CreateSpec,
@@ -81,7 +81,7 @@ from upstreams.model import (
     TokenOrder,
     UpdateSpec,
 )
-from upstreams.paged_walk import OrderBroken
+from tokengate.upstreams.paged_walk import OrderBroken
 
 MAX_PER_PAGE = 1000
 # Tokens one application may be read for in one list_page call (the whole read for NAME,

@@ -9,11 +9,16 @@ from datetime import datetime
 
 import httpx
 
-from upstreams import errors
-from upstreams.http_edge import UpstreamHttp, path_segment
-from upstreams.losant.normalise import SchemaViolation, TokenPage, error_type, parse_token_page
-from upstreams.model import Direction, Token
-from upstreams.paged_walk import OrderBroken
+from tokengate.upstreams import errors
+from tokengate.upstreams.http_edge import UpstreamHttp, path_segment
+from tokengate.upstreams.losant.normalise import (
+    SchemaViolation,
+    TokenPage,
+    error_type,
+    parse_token_page,
+)
+from tokengate.upstreams.model import Direction, Token
+from tokengate.upstreams.paged_walk import OrderBroken
 
 
 @dataclass

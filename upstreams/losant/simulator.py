@@ -36,9 +36,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from upstreams.losant.normalise import SchemaViolation, format_date, is_object_id, parse_date
-from upstreams.losant.scopes import ALL_SCOPES
-from upstreams.simulation import SimulatorControl, SimulatorMiddleware
+from tokengate.upstreams.losant.normalise import (
+    SchemaViolation,
+    format_date,
+    is_object_id,
+    parse_date,
+)
+from tokengate.upstreams.losant.scopes import ALL_SCOPES
+from tokengate.upstreams.simulation import SimulatorControl, SimulatorMiddleware
 
 DEFAULT_APPLICATIONS = ("575ec8687ae143cd83dc4a97", "5b9f2e6c1e2d3a0012ab34cd")
 DEFAULT_API_TOKEN = "losant-sim-api-token"  # noqa: S105 (the simulator's fake credential)

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TypeVar
 
-from upstreams import errors, ordering
-from upstreams.losant.pages import AppRows, ListCall, LosantApi
-from upstreams.model import (
+from tokengate.upstreams import errors, ordering
+from tokengate.upstreams.losant.pages import AppRows, ListCall, LosantApi
+from tokengate.upstreams.model import (
     OrderField,
     PageRequest,
     SortKey,
@@ -22,7 +22,7 @@ from upstreams.model import (
     TokenFilter,
     TokenOrder,
 )
-from upstreams.paged_walk import GroupValue, OrderBroken, PagedWalk
+from tokengate.upstreams.paged_walk import GroupValue, OrderBroken, PagedWalk
 
 # The deepest resume offset accepted: a million tokens in one application, far past any
 # application a walk pages through (each call reads at most MAX_TOKENS_READ past its hint),

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from upstreams.oauth.client import OAuthSource
+from tokengate.upstreams.oauth.client import OAuthSource
 
 __all__ = ["OAuthSource"]

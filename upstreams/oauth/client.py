@@ -8,12 +8,12 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Unpack
 
-from upstreams import errors, ordering
-from upstreams.http_edge import base_url as checked_base_url
-from upstreams.http_edge import path_segment
-from upstreams.http_edge import retry_after_seconds as retry_after_seconds  # re-exported
-from upstreams.http_source import HttpSource, Upstream
-from upstreams.model import (
+from tokengate.upstreams import errors, ordering
+from tokengate.upstreams.http_edge import base_url as checked_base_url
+from tokengate.upstreams.http_edge import path_segment
+from tokengate.upstreams.http_edge import retry_after_seconds as retry_after_seconds  # re-exported
+from tokengate.upstreams.http_source import HttpSource, Upstream
+from tokengate.upstreams.model import (
     Capabilities,
     Created,
     CreateSpec,
@@ -24,7 +24,7 @@ from upstreams.model import (
     Token,
     UpdateSpec,
 )
-from upstreams.oauth.normalise import (
+from tokengate.upstreams.oauth.normalise import (
     SchemaViolation,
     check_user_id,
     is_no_tokens_body,

@@ -25,7 +25,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from upstreams.simulation import SimulatorControl, SimulatorMiddleware
+from tokengate.upstreams.simulation import SimulatorControl, SimulatorMiddleware
 
 API_PREFIX = "/oauth/api/v1/users/"
 WALK_USER = "anna.de.vries@example.com"

@@ -14,7 +14,7 @@ import secrets
 from hashlib import sha256
 from pathlib import Path
 
-from upstreams import hints
+from tokengate.upstreams import hints
 
 PREFIX = "tg_"
 SECRET_BYTES = 32

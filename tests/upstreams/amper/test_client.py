@@ -18,17 +18,22 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-import upstreams.amper
-from upstreams import errors, ordering
-from upstreams.amper import AmperSource
-from upstreams.amper.client import retry_after_seconds
-from upstreams.amper.normalise import normalise_token
-from upstreams.amper.simulator import AmperSimState, NullPlacement, build_app, sample_state
-from upstreams.base import TokenSource
-from upstreams.cursor_codec import CursorCodec
-from upstreams.loopback import free_port, serve_in_thread
-from upstreams.merge import decode_cursor, merge_pages, positions_for
-from upstreams.model import (
+import tokengate.upstreams.amper
+from tokengate.upstreams import errors, ordering
+from tokengate.upstreams.amper import AmperSource
+from tokengate.upstreams.amper.client import retry_after_seconds
+from tokengate.upstreams.amper.normalise import normalise_token
+from tokengate.upstreams.amper.simulator import (
+    AmperSimState,
+    NullPlacement,
+    build_app,
+    sample_state,
+)
+from tokengate.upstreams.base import TokenSource
+from tokengate.upstreams.cursor_codec import CursorCodec
+from tokengate.upstreams.loopback import free_port, serve_in_thread
+from tokengate.upstreams.merge import decode_cursor, merge_pages, positions_for
+from tokengate.upstreams.model import (
     CreateSpec,
     Direction,
     OrderField,
@@ -1054,7 +1059,7 @@ async def test_aclose_leaves_the_shared_client_open(http: httpx.AsyncClient) -> 
     )
     await source.aclose()
     assert not http.is_closed
-    assert upstreams.amper.__all__ == ["AmperSource"]
+    assert tokengate.upstreams.amper.__all__ == ["AmperSource"]
 
 
 @pytest.mark.parametrize(

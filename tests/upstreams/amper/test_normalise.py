@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from upstreams.amper.normalise import (
+from tokengate.upstreams.amper.normalise import (
     MEDIA_TYPE,
     ListDocument,
     SchemaViolation,
@@ -26,7 +26,7 @@ from upstreams.amper.normalise import (
     shown_hint,
     sort_param,
 )
-from upstreams.model import Direction, OrderField, Provider, Status, Token
+from tokengate.upstreams.model import Direction, OrderField, Provider, Status, Token
 
 NOW = datetime(2024, 5, 1, tzinfo=UTC)
 SOURCE = "amper"

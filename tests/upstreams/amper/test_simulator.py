@@ -12,14 +12,14 @@ from typing import Any
 import httpx
 import pytest
 
-from upstreams.amper.simulator import (
+from tokengate.upstreams.amper.simulator import (
     GATEWAY_NAME,
     MEDIA_TYPE,
     AmperSimState,
     build_app,
     sample_state,
 )
-from upstreams.loopback import serve_in_thread
+from tokengate.upstreams.loopback import serve_in_thread
 
 API = "/v1/access_tokens"
 

@@ -20,20 +20,20 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-import upstreams.losant
-from upstreams import errors, ordering
-from upstreams.base import TokenSource
-from upstreams.loopback import free_port, serve_in_thread
-from upstreams.losant import LosantSource
-from upstreams.losant.client import MAX_TOKENS_READ, retry_after_seconds
-from upstreams.losant.normalise import normalise_token
-from upstreams.losant.simulator import (
+import tokengate.upstreams.losant
+from tokengate.upstreams import errors, ordering
+from tokengate.upstreams.base import TokenSource
+from tokengate.upstreams.loopback import free_port, serve_in_thread
+from tokengate.upstreams.losant import LosantSource
+from tokengate.upstreams.losant.client import MAX_TOKENS_READ, retry_after_seconds
+from tokengate.upstreams.losant.normalise import normalise_token
+from tokengate.upstreams.losant.simulator import (
     DEFAULT_APPLICATIONS,
     LosantSimState,
     build_app,
     sample_state,
 )
-from upstreams.model import (
+from tokengate.upstreams.model import (
     CreateSpec,
     Direction,
     OrderField,
@@ -175,7 +175,7 @@ async def walk(
 
 
 def test_exports_are_pinned() -> None:
-    assert upstreams.losant.__all__ == ["LosantSource"]
+    assert tokengate.upstreams.losant.__all__ == ["LosantSource"]
 
 
 async def test_is_a_token_source(http: httpx.AsyncClient) -> None:
@@ -952,7 +952,7 @@ async def test_too_many_tokens_to_read_whole_fails_the_source(
     sim: tuple[LosantSimState, str], http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _, url = sim
-    monkeypatch.setattr("upstreams.losant.client.MAX_TOKENS_READ", 20)
+    monkeypatch.setattr("tokengate.upstreams.losant.client.MAX_TOKENS_READ", 20)
     assert MAX_TOKENS_READ > 20
     with pytest.raises(errors.UpstreamUnavailable, match="more than 20 tokens"):
         await make_source(url, http).list_page(

@@ -9,11 +9,9 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
-from upstreams.errors import InvalidInput
-from upstreams.losant.normalise import (
+from tokengate.upstreams.errors import InvalidInput
+from tokengate.upstreams.losant.normalise import (
     LazyTokens,
     SchemaViolation,
     TokenPage,
@@ -30,7 +28,7 @@ from upstreams.losant.normalise import (
     patch_body,
     post_body,
 )
-from upstreams.model import (
+from tokengate.upstreams.model import (
     CreateSpec,
     Owner,
     OwnerKind,
@@ -695,7 +693,7 @@ def test_ascii_digits_and_separators_never_come_from_case_folding() -> None:
 
 
 def test_expiry_horizon_is_the_first_expiry_still_ahead() -> None:
-    from upstreams.losant.normalise import expiry_horizon
+    from tokengate.upstreams.losant.normalise import expiry_horizon
 
     now = datetime(2026, 6, 1, tzinfo=UTC)
     items = [
@@ -712,111 +710,3 @@ def test_expiry_horizon_is_the_first_expiry_still_ahead() -> None:
     assert expiry_horizon([], now) is None
     # Expiring exactly now is expired now: the horizon is strictly after ``now``.
     assert expiry_horizon({"items": [{"expirationDate": "2026-06-01T00:00:00Z"}]}, now) is None
-
-
-# -- the one-pass path (_usual_token) against the field-by-field one (_checked_token) ------
-
-MAX_NAME_TEST = 255
-_ABSENT_TEST = object()
-_VARIANTS: dict[str, list[object]] = {
-    "id": [
-        "575ec7417ae143cd83dc4a95",
-        "575EC7417AE143CD83DC4A95",
-        "575ec7417ae143cd83dc4a9",
-        None,
-        7,
-        "",
-    ],
-    "apiTokenId": [
-        "575ec7417ae143cd83dc4a95",
-        "575EC7417AE143CD83DC4A95",
-        "675ec7417ae143cd83dc4a95",
-        "nothex-7417ae143cd83dc4a",
-        None,
-    ],
-    "name": ["My API Token", "", "x" * MAX_NAME_TEST, "x" * (MAX_NAME_TEST + 1), None, 3],
-    "description": ["text", "", None, 5, "d" * 32768],
-    "creatorName": ["Ann", "", None, "n" * 1025, ["Ann"]],
-    "token": ["secret", "", None, 1],
-    "creatorId": ["575ed70c7ae143cd83dc4aa9", "575ed70c", None, 1],
-    "creatorType": ["user", "apiToken", "flow", "robot", "", None, ["user"]],
-    "ownerId": ["575ec8687ae143cd83dc4a97", "5B9F2E6C1E2D3A0012AB34CD", "bad", None, 1],
-    "ownerType": ["application", "user", "team", "", None, ["user"]],
-    "status": ["active", "inactive", "ACTIVE", "", None, True],
-    "expirationDate": [
-        "2017-06-13T04:00:00.000Z",
-        "2099-01-01T00:00:00+02:00",
-        "2017-06-13",
-        "2017-02-30T00:00:00Z",
-        None,
-        0,
-    ],
-    "creationDate": ["2016-06-13T04:00:00.000Z", "2016-06-13t04:00:00z", "yesterday", None],
-    "lastUpdated": ["2016-06-13T04:00:00.000Z", "2016-06-13T04:00:00.123456-05:00", None],
-    "scope": [
-        ["all.Application"],
-        [],
-        ["a", "b"],
-        [""],
-        ["s" * 1025],
-        [1],
-        "all.Application",
-        None,
-    ],
-}
-
-
-def _both_paths(raw: dict[str, object], now: datetime) -> tuple[Token | None, Token | None]:
-    from upstreams.losant.normalise import _checked_token, _usual_token
-
-    usual = _usual_token(raw, SOURCE, APP, now)
-    try:
-        checked: Token | None = _checked_token(raw, SOURCE, APP, now, "token")
-    except SchemaViolation:
-        checked = None
-    return usual, checked
-
-
-def test_the_one_pass_path_takes_the_seed_token() -> None:
-    for now in (BEFORE_EXPIRY, AFTER_EXPIRY):
-        usual, checked = _both_paths(dict(SEED_TOKEN), now)
-        assert usual is not None and usual == checked
-
-
-@pytest.mark.parametrize("field", sorted(_VARIANTS))
-def test_the_one_pass_path_equals_the_checked_path_field_by_field(field: str) -> None:
-    """Each variant of each field, on the seed token and on a token without that field."""
-    for variant in [*_VARIANTS[field], _ABSENT_TEST]:
-        for base in (SEED_TOKEN, {"id": SEED_TOKEN["id"], "name": "n"}):
-            raw = {k: v for k, v in base.items() if k != field}
-            if variant is not _ABSENT_TEST:
-                raw[field] = copy.deepcopy(variant)
-            for now in (BEFORE_EXPIRY, AFTER_EXPIRY):
-                usual, checked = _both_paths(raw, now)
-                if usual is not None:
-                    assert usual == checked, (field, variant)
-                else:
-                    # Refused by the one-pass path: only where the checked path refuses, or
-                    # for shapes it leaves to it (an id given only as apiTokenId).
-                    assert checked is None or "id" not in raw
-
-
-@given(
-    st.fixed_dictionaries(
-        {},
-        optional={field: st.sampled_from(values) for field, values in _VARIANTS.items()},
-    ),
-    st.sampled_from([BEFORE_EXPIRY, AFTER_EXPIRY]),
-)
-@settings(max_examples=400, deadline=None)
-def test_the_one_pass_path_never_differs(raw: dict[str, object], now: datetime) -> None:
-    raw = copy.deepcopy(raw)
-    usual, checked = _both_paths(raw, now)
-    if usual is not None:
-        assert usual == checked
-    # normalise_token answers as the checked path does, whichever path it took.
-    try:
-        answered: Token | None = normalise_token(raw, source=SOURCE, application_id=APP, now=now)
-    except SchemaViolation:
-        answered = None
-    assert answered == checked

@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from upstreams.loopback import serve_in_thread
-from upstreams.losant.simulator import (
+from tokengate.upstreams.loopback import serve_in_thread
+from tokengate.upstreams.losant.simulator import (
     DEFAULT_APPLICATIONS,
     LosantSimState,
     build_app,

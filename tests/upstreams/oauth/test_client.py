@@ -17,11 +17,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-import upstreams.oauth
-from upstreams import errors, ordering
-from upstreams.base import TokenSource
-from upstreams.loopback import free_port, serve_in_thread
-from upstreams.model import (
+import tokengate.upstreams.oauth
+from tokengate.upstreams import errors, ordering
+from tokengate.upstreams.base import TokenSource
+from tokengate.upstreams.loopback import free_port, serve_in_thread
+from tokengate.upstreams.model import (
     CreateSpec,
     Direction,
     OrderField,
@@ -34,10 +34,10 @@ from upstreams.model import (
     TokenOrder,
     UpdateSpec,
 )
-from upstreams.oauth import OAuthSource
-from upstreams.oauth.client import retry_after_seconds
-from upstreams.oauth.normalise import local_id_for, normalise_token
-from upstreams.oauth.simulator import (
+from tokengate.upstreams.oauth import OAuthSource
+from tokengate.upstreams.oauth.client import retry_after_seconds
+from tokengate.upstreams.oauth.normalise import local_id_for, normalise_token
+from tokengate.upstreams.oauth.simulator import (
     ODD_USER,
     VANISHED_USER,
     WALK_USER,
@@ -144,7 +144,7 @@ async def walk(
 
 
 def test_exports_are_pinned() -> None:
-    assert upstreams.oauth.__all__ == ["OAuthSource"]
+    assert tokengate.upstreams.oauth.__all__ == ["OAuthSource"]
 
 
 async def test_is_a_token_source(http: httpx.AsyncClient) -> None:

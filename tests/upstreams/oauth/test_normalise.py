@@ -7,12 +7,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
-from upstreams.errors import InvalidInput
-from upstreams.model import Owner, OwnerKind, Provider, Status, Token
-from upstreams.oauth.normalise import (
+from tokengate.upstreams.errors import InvalidInput
+from tokengate.upstreams.model import Owner, OwnerKind, Provider, Status, Token
+from tokengate.upstreams.oauth.normalise import (
     MAX_USER_ID_LENGTH,
     SchemaViolation,
     check_user_id,
@@ -324,87 +322,3 @@ def test_malformed_local_ids(local_id: str) -> None:
 )
 def test_is_token_id(token_id: str, expected: bool) -> None:
     assert is_token_id(token_id) is expected
-
-
-# -- the one-pass path (_usual) against the field-by-field one (_checked) -------------------
-
-_ABSENT_TEST = object()
-_VARIANTS: dict[str, list[object]] = {
-    "id": [
-        "7d507b7e-6221-4f06-a75e-ef6e6f06d32b",
-        "7D507B7E-6221-4F06-A75E-EF6E6F06D32B",
-        "7d507b7e6221-4f06-a75e-ef6e6f06d32b-",
-        "not-a-uuid",
-        None,
-        7,
-    ],
-    "client_name": ["Client X", "", None, 1],
-    "device_name": ["my iPad", "", None, 2, ["x"]],
-    "created_at": [
-        1381322054000,
-        0,
-        -1,
-        1381322054000.5,
-        1e300,
-        float("nan"),
-        10**17,
-        True,
-        "1381322054000",
-        None,
-    ],
-    "scopes": [["email", "profile"], [], [""], [1], "email", None],
-    "type": ["DEFAULT", "FINGER_PRINT", "", None, 0],
-    "expired": [True, False, None, 0, 1, "true"],
-    "refresh_token_issued": [True, "yes"],
-}
-
-
-def _both_paths(raw: dict[str, object]) -> tuple[Token | None, Token | None]:
-    from upstreams.oauth.normalise import _checked, _usual
-
-    owner = Owner(OwnerKind.USER, USER)
-    usual = _usual(raw, SOURCE, USER + "/", owner)
-    try:
-        checked: Token | None = _checked(raw, SOURCE, USER + "/", owner, NOW, 0)
-    except SchemaViolation:
-        checked = None
-    return usual, checked
-
-
-def test_the_one_pass_path_takes_the_seed_tokens() -> None:
-    for raw in (SEED_X, SEED_Y):
-        usual, checked = _both_paths(dict(raw))
-        assert usual is not None and usual == checked
-
-
-@pytest.mark.parametrize("field", sorted(_VARIANTS))
-def test_the_one_pass_path_equals_the_checked_path_field_by_field(field: str) -> None:
-    for variant in [*_VARIANTS[field], _ABSENT_TEST]:
-        for base in (SEED_X, SEED_Y):
-            raw = {k: v for k, v in base.items() if k != field}
-            if variant is not _ABSENT_TEST:
-                raw[field] = variant
-            usual, checked = _both_paths(raw)
-            if usual is not None:
-                assert usual == checked, (field, variant)
-            elif field == "created_at" and isinstance(variant, float):
-                pass  # float milliseconds are left to the checked path
-            else:
-                assert checked is None, (field, variant)
-
-
-@given(
-    st.fixed_dictionaries(
-        {}, optional={field: st.sampled_from(values) for field, values in _VARIANTS.items()}
-    )
-)
-@settings(max_examples=400, deadline=None)
-def test_the_one_pass_path_never_differs(raw: dict[str, object]) -> None:
-    usual, checked = _both_paths(raw)
-    if usual is not None:
-        assert usual == checked
-    try:
-        answered: Token | None = normalise_token(raw, source=SOURCE, user_id=USER, now=NOW)
-    except SchemaViolation:
-        answered = None
-    assert answered == checked

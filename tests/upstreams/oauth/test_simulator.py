@@ -10,8 +10,8 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from upstreams.loopback import serve_in_thread
-from upstreams.oauth.simulator import (
+from tokengate.upstreams.loopback import serve_in_thread
+from tokengate.upstreams.oauth.simulator import (
     ODD_USER,
     VANISHED_USER,
     WALK_USER,
