@@ -16,9 +16,9 @@ Amper, OAuth-style, Losant with one application), the target (slowest upstream +
 and the upstream requests per page (target: one per upstream source).
 
 ``--fresh-answers`` has the simulators send each answer in new bytes (the same JSON with
-trailing whitespace), so the gateway decodes every answer afresh, as with upstreams whose
-lists change between pages; without it, an unchanged answer's decoding is reused
-(upstreams/answer_memo.py).
+trailing whitespace), as upstreams whose lists change between pages do: a gateway cannot
+reuse the decoding of an earlier, byte-identical answer (none does today; the flag keeps
+such a change measurable against both kinds of upstream).
 
 ``--ab REF`` compares this tree with git ref REF instead: two gateways, same CPU, same
 simulators, pages alternating; prints both p50s and the paired median of the differences.
@@ -125,9 +125,8 @@ def bare_probe(spec: str, rounds: int, transport_name: str) -> None:
     async def run() -> float:
         os.environ["TOKENGATE_HTTP_TRANSPORT"] = transport_name
         from tokengate.gateway.upstream_factory import http_client
-        from tokengate.upstreams.http_edge import request_url
 
-        urls = [request_url(r["url"], None) for r in requests]
+        urls = [httpx.URL(r["url"]) for r in requests]
         async with http_client() as client:  # the gateway's own upstream client
             samples = []
             for round_ in range(rounds + 20):

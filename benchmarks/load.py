@@ -7,9 +7,8 @@ Reports per run: requests, HTTP status counts (any 5xx is a failure), the share 
 with a failed source, p50/p99 latency, the CPU seconds the gateway process (simulators
 included, with --demo) and this load generator used, and the gateway's RSS before and
 after; the RSS growth of the last run over the first must stay under 10%.
-``--fresh-answers``: every simulator sends each answer in new bytes (the same JSON), so the
-gateway cannot reuse the decoding of an earlier answer (upstreams/answer_memo.py): the
-figure for token lists that change between requests.
+``--fresh-answers``: every simulator sends each answer in new bytes (the same JSON), as
+with token lists that change between requests.
 """
 
 from __future__ import annotations

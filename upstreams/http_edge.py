@@ -152,9 +152,8 @@ def request_url(url: str, params: tuple[tuple[str, str], ...] | None) -> httpx.U
     """``url`` with ``params`` as its query, exactly as httpx would send it (httpx replaces
     a query already in ``url`` with ``params``).
 
-    Memoised (URLs are immutable): parsing and encoding a URL with its query costs httpx
-    ~35 µs a request, paid before the request leaves; listing the same page again (first
-    pages, the fan-out's every page) then costs nothing.
+    Memoised (URLs are immutable): building a URL with its query is paid before the request
+    leaves, and the same list page (first pages above all) is asked for again and again.
     """
     return httpx.URL(url) if params is None else httpx.URL(url, params=dict(params))
 

@@ -237,44 +237,6 @@ def parse_token_page(
     )
 
 
-_SECRET_STAND_IN = "*"  # noqa: S105 (replaces a secret, is none)
-
-
-def drop_listed_secrets(payload: object) -> None:
-    """Overwrite, in place, each listed token's secret (``token``) with a one-character
-    stand-in. A list page is normalised lazily and may be remembered
-    (``upstreams.answer_memo``), so its raw items outlive the response; the secrets in them
-    must not. The check a token's ``token`` field gets (a non-empty string) answers the
-    same for the stand-in; a value that fails it is left as it is, to fail."""
-    items = payload.get("items") if isinstance(payload, Mapping) else None
-    if not isinstance(items, list):
-        return
-    for item in items:
-        if isinstance(item, dict):
-            secret = item.get("token")
-            if isinstance(secret, str) and secret:
-                item["token"] = _SECRET_STAND_IN
-
-
-def expiry_horizon(payload: object, now: datetime) -> datetime | None:
-    """The first instant after ``now`` at which a token of this list response expires
-    (its status turns EXPIRED), or None if none does: how long a decoding of the response
-    made at ``now`` stays true. Items and dates that do not parse are skipped; they fail
-    when normalised."""
-    items = payload.get("items") if isinstance(payload, Mapping) else None
-    if not isinstance(items, list):
-        return None
-    horizon: datetime | None = None
-    for item in items:
-        raw = item.get("expirationDate") if isinstance(item, Mapping) else None
-        if not isinstance(raw, str):
-            continue
-        expires = _date_time(raw)
-        if isinstance(expires, datetime) and expires > now:
-            horizon = expires if horizon is None or expires < horizon else horizon
-    return horizon
-
-
 def parse_created(
     payload: object, *, source: str, application_id: str, now: datetime
 ) -> tuple[Token, str]:
@@ -456,9 +418,7 @@ __all__ = [
     "LazyTokens",
     "SchemaViolation",
     "TokenPage",
-    "drop_listed_secrets",
     "error_type",
-    "expiry_horizon",
     "format_date",
     "is_object_id",
     "is_success",

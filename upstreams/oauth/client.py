@@ -6,14 +6,13 @@ import asyncio
 import base64
 from collections.abc import Sequence
 from datetime import UTC, datetime
-
-import httpx
+from typing import Unpack
 
 from tokengate.upstreams import errors, ordering
-from tokengate.upstreams.answer_memo import AnswerMemo
-from tokengate.upstreams.http_edge import UpstreamHttp, path_segment
 from tokengate.upstreams.http_edge import base_url as checked_base_url
+from tokengate.upstreams.http_edge import path_segment
 from tokengate.upstreams.http_edge import retry_after_seconds as retry_after_seconds  # re-exported
+from tokengate.upstreams.http_source import HttpSource, Upstream
 from tokengate.upstreams.model import (
     Capabilities,
     Created,
@@ -40,7 +39,7 @@ _MAX_CONCURRENT_LISTS = 8
 _CAPABILITIES = Capabilities(can_revoke=True, can_count=True, needs_user_filter=True)
 
 
-class OAuthSource:
+class OAuthSource(HttpSource):
     """Tokens of one user at a time, read whole from ``GET /users/{userId}/tokens``.
 
     The server neither pages, sorts nor filters, so every ``list_page`` reads the user's
@@ -48,56 +47,19 @@ class OAuthSource:
     ``ordering.local_page``. Nothing is cached: the server says ``no-store``.
     """
 
-    def __init__(
-        self,
-        *,
-        key: str,
-        name: str,
-        base_url: str,
-        client: httpx.AsyncClient,
-        client_id: str,
-        client_secret: str,
-        timeout_s: float = 10.0,
-        connect_timeout_s: float | None = None,
-    ) -> None:
-        base = checked_base_url(base_url)
+    provider = Provider.OAUTH
+    capabilities = _CAPABILITIES
+
+    def __init__(self, *, client_id: str, client_secret: str, **upstream: Unpack[Upstream]) -> None:
+        checked_base_url(upstream["base_url"])  # the first thing wrong is said first
         if ":" in client_id:
             raise ValueError("client_id cannot contain ':' (HTTP Basic user names cannot)")
-        self._key = key
-        self._name = name
-        self._base = base
         basic = base64.b64encode(f"{client_id}:{client_secret}".encode()).decode("ascii")
-        self._http = UpstreamHttp(
-            key=key,
-            name=name,
-            client=client,
-            timeout_s=timeout_s,
-            connect_timeout_s=connect_timeout_s,
+        super().__init__(
             headers={"Authorization": f"Basic {basic}", "Accept": "application/json"},
             credential="client credentials",
+            **upstream,
         )
-        # Users' lists decoded before (upstreams/answer_memo.py); nothing here expires by
-        # the clock (the server flags expired tokens itself).
-        self._lists: AnswerMemo[tuple[Token, ...]] = AnswerMemo()
-
-    def __repr__(self) -> str:
-        return f"OAuthSource(key={self._key!r}, base_url={self._base!r})"
-
-    @property
-    def key(self) -> str:
-        return self._key
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def provider(self) -> Provider:
-        return Provider.OAUTH
-
-    @property
-    def capabilities(self) -> Capabilities:
-        return _CAPABILITIES
 
     async def list_page(self, request: PageRequest) -> SourcePage:
         user_id = request.filter.user_id
@@ -185,15 +147,11 @@ class OAuthSource:
             )
         if response.status_code != 200:
             raise self._http.unexpected(response)
-        now = datetime.now(UTC)
-
-        def decode() -> tuple[tuple[Token, ...], None]:
-            payload = self._http.json(response)
-            tokens = parse_token_list(payload, source=self._key, user_id=user_id, now=now)
-            return tuple(tokens), None
-
+        payload = self._http.json(response)
         try:
-            return list(self._lists.decoded(user_id, response.content, now, decode))
+            return parse_token_list(
+                payload, source=self._key, user_id=user_id, now=datetime.now(UTC)
+            )
         except SchemaViolation as exc:
             raise errors.BadUpstreamResponse(
                 self._key, f"{self._name} sent a malformed token list: {exc}"

@@ -690,23 +690,3 @@ def test_ascii_digits_and_separators_never_come_from_case_folding() -> None:
             assert not safe & set(folded), hex(code)
         else:
             assert folded == char
-
-
-def test_expiry_horizon_is_the_first_expiry_still_ahead() -> None:
-    from tokengate.upstreams.losant.normalise import expiry_horizon
-
-    now = datetime(2026, 6, 1, tzinfo=UTC)
-    items = [
-        {"expirationDate": "2026-05-31T00:00:00.000Z"},  # past: already EXPIRED
-        {"expirationDate": "2026-06-03T00:00:00.000Z"},
-        {"name": "never expires"},
-        {"expirationDate": "2026-06-02T12:00:00.000+02:00"},  # the first ahead
-        {"expirationDate": "not a date"},  # fails when normalised, not here
-        "not an object",
-    ]
-    assert expiry_horizon({"items": items}, now) == datetime(2026, 6, 2, 10, tzinfo=UTC)
-    assert expiry_horizon({"items": items[:1]}, now) is None
-    assert expiry_horizon({"items": "nope"}, now) is None
-    assert expiry_horizon([], now) is None
-    # Expiring exactly now is expired now: the horizon is strictly after ``now``.
-    assert expiry_horizon({"items": [{"expirationDate": "2026-06-01T00:00:00Z"}]}, now) is None

@@ -475,3 +475,19 @@ def test_sample_state_takes_other_credentials_and_applications() -> None:
     assert state.api_token == "other"
     assert list(state.applications) == [APP2]
     assert len(state.applications[APP2]) == 5
+
+
+def test_vary_bytes_sends_the_same_json_in_new_bytes() -> None:
+    """``vary_bytes`` (the benchmarks' ``--fresh-answers``): each answer differs from the
+    last in its bytes, never in its JSON, as with a busy upstream."""
+    state = sample_state(6, api_token=API_TOKEN)
+    with serve_in_thread(build_app(state)) as url, httpx.Client(base_url=url) as client:
+        assert client.post("/_sim/faults", json={"vary_bytes": True}).status_code == 204
+        answers = [client.get(LIST, headers=AUTH) for _ in range(2)]
+        assert answers[0].content != answers[1].content
+        assert answers[0].json() == answers[1].json()
+        for answer in answers:
+            assert int(answer.headers["content-length"]) == len(answer.content)
+        client.delete("/_sim/faults")
+        plain = [client.get(LIST, headers=AUTH).content for _ in range(2)]
+        assert plain[0] == plain[1]
