@@ -179,12 +179,19 @@ def start_gateway(
     log: Path,
     code: Path | None = None,
 ) -> subprocess.Popen[bytes]:
-    """``tokengate serve`` on ``port`` (on ``cpus``), from ``code`` if given (a source tree)."""
+    """``tokengate serve`` on ``port`` (on ``cpus``), from ``code`` if given (a source tree).
+
+    A tree imports itself as ``tokengate.*`` through its ``.typecheck/`` links; a tree from
+    before the namespace (no ``.typecheck/``) as plain ``gateway.*``."""
+    module = "tokengate.gateway.cli"
     if code is not None:
-        env = {**env, "PYTHONPATH": str(code)}
+        links = code / ".typecheck"
+        if not links.is_dir():
+            module = "gateway.cli"
+        env = {**env, "PYTHONPATH": str(links if links.is_dir() else code)}
     return subprocess.Popen(
         [
-            *(sys.executable, "-m", "tokengate.gateway.cli", "serve", "--config", str(config)),
+            *(sys.executable, "-m", module, "serve", "--config", str(config)),
             *("--port", str(port), "--log-level", "warning"),
         ],
         env=env,
