@@ -72,4 +72,10 @@ echo "tests/run.sh: ruff"
 echo "tests/run.sh: mypy (strict)"
 "$VENV/bin/mypy"
 echo "tests/run.sh: pytest"
-"$VENV/bin/python" -m pytest "$@"
+# The quick loop (-m "not slow") runs on two workers (pytest-xdist): its tests are short and
+# independent. The whole suite runs in one process: its slow tests time real deadlines.
+workers=()
+case " $* " in
+  *"not slow"*) case " $* " in *" -n "*|*" -p no:xdist "*) ;; *) workers=(-n 2) ;; esac ;;
+esac
+"$VENV/bin/python" -m pytest "${workers[@]}" "$@"

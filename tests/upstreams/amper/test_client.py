@@ -183,6 +183,7 @@ async def walk(
 # -- walks -----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", [1, 7, 50])
 @pytest.mark.parametrize("order", ORDERS, ids=_order_id)
 async def test_exhaustive_walks(

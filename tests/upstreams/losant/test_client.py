@@ -235,6 +235,7 @@ async def test_constructor_refuses_bad_config(
 # -- walks ----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", [1, 7, 50])
 @pytest.mark.parametrize("backward", [False, True], ids=["forward", "backward"])
 @pytest.mark.parametrize("order", ORDERS, ids=ORDER_IDS)
@@ -362,6 +363,7 @@ FILTERS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flt_name", list(FILTERS))
 async def test_filtered_walks(
     walk_sim: tuple[LosantSimState, str], http: httpx.AsyncClient, flt_name: str

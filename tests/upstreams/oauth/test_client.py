@@ -192,6 +192,7 @@ async def test_constructor_refuses_bad_config(
         OAuthSource(**config)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", [1, 7, 50])
 @pytest.mark.parametrize("direction", list(Direction))
 @pytest.mark.parametrize("field", list(OrderField))
