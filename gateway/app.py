@@ -6,6 +6,7 @@ import contextlib
 import gc
 import logging
 import os
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -49,6 +50,12 @@ class Runtime:
     service: TokenService
 
 
+# An incoming X-Request-Id is kept when it is what proxies send (UUIDs, ALB's
+# "Root=1-...-..." ids, hex): no spaces, quotes, separators or control characters, which
+# could forge log fields or headers.
+SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:=+/-]{0,127}")
+
+
 class RequestId:
     """Gives every request an id (or keeps a sane incoming X-Request-Id) for logs and errors."""
 
@@ -60,7 +67,7 @@ class RequestId:
             await self.app(scope, receive, send)
             return
         incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
-        request_id = incoming if incoming.isalnum() and len(incoming) <= 64 else uuid.uuid4().hex
+        request_id = incoming if SANE_REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
         token = request_id_var.set(request_id)
         started = time.perf_counter()
         status = 0

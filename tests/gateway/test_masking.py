@@ -31,3 +31,28 @@ def test_expected_errors_are_not_logged_as_crashes(
 ) -> None:
     gateway.gql("{ tokens(first: 500) { totalCount } }")
     assert not [line for line in captured_logs.lines if "ERROR" in line]
+
+
+@pytest.mark.parametrize(
+    ("incoming", "kept"),
+    [
+        ("req42abc", True),
+        ("3f2b8c1e-9a4d-4c7e-8f00-1a2b3c4d5e6f", True),  # a UUID, as most proxies send
+        ("Root=1-5759e988-bd862e3fe1be46a994272793", True),  # AWS ALB
+        ("a" * 128, True),
+        ("a" * 129, False),
+        ("has space", False),
+        ('quote"inside', False),
+        ("semi;colon", False),
+        ("-leading-dash", False),
+        ("", False),
+    ],
+)
+def test_incoming_request_ids_kept_when_sane(gateway: Gateway, incoming: str, kept: bool) -> None:
+    response = gateway.post("{ sources { key } }", headers={"X-Request-Id": incoming})
+    assert response.status_code == 200
+    echoed = response.headers["x-request-id"]
+    if kept:
+        assert echoed == incoming
+    else:
+        assert echoed != incoming and len(echoed) == 32 and echoed.isalnum()
