@@ -40,50 +40,14 @@ ROOT = Path(__file__).resolve().parents[1]
 NOW = datetime(2016, 12, 1, tzinfo=UTC)  # before the Losant seed token's expiry
 APPLICATION = "575ec8687ae143cd83dc4a97"
 
-# Seed 002's "API Token Example" (all 13 keys).
-LOSANT_SEED: dict[str, Any] = {
-    "id": "575ec7417ae143cd83dc4a95",
-    "apiTokenId": "575ec7417ae143cd83dc4a95",
-    "creatorId": "575ed70c7ae143cd83dc4aa9",
-    "creatorType": "user",
-    "ownerId": "575ec8687ae143cd83dc4a97",
-    "ownerType": "application",
-    "name": "My API Token",
-    "creationDate": "2016-06-13T04:00:00.000Z",
-    "lastUpdated": "2016-06-13T04:00:00.000Z",
-    "expirationDate": "2017-06-13T04:00:00.000Z",
-    "scope": ["all.Application"],
-    "status": "active",
-    "token": "the_actual_token_string",
-}
-# Seed 001's "Example response", its two tokens.
-OAUTH_SEED_X: dict[str, Any] = {
-    "id": "7d507b7e-6221-4f06-a75e-ef6e6f06d32b",
-    "client_name": "Client X",
-    "device_name": "my iPad",
-    "created_at": 1381322054000,
-    "scopes": ["email", "profile"],
-    "type": "DEFAULT",
-}
-OAUTH_SEED_Y: dict[str, Any] = {
-    "id": "1c05119e-21b2-4905-bc93-8f67790a16d6",
-    "client_name": "Client Y",
-    "created_at": 1381321302000,
-    "scopes": ["email"],
-    "type": "FINGER_PRINT",
-}
-# Seed 000's "Example Response", its first resource.
-AMPER_SEED: dict[str, Any] = {
-    "type": "access_tokens",
-    "id": "abcd1234",
-    "attributes": {
-        "access_token_redacted": "abcd1234***",
-        "display_name": "Token for my very first app",
-        "date_create": "2018-10-04T00:00:00.000000+00:00",
-        "date_access": None,
-    },
-    "links": {"self": "https://api.ampermusic.com/v1/access_tokens/abcd1234"},
-}
+# The seeds' examples, as the table-driven tests hold them (one copy in the repository).
+sys.path.insert(0, str(ROOT))
+from tests.upstreams.amper.test_normalise import SEED_LIST as AMPER_LIST  # noqa: E402
+from tests.upstreams.losant.test_normalise import SEED_TOKEN as LOSANT_SEED  # noqa: E402
+from tests.upstreams.oauth.test_normalise import SEED_X as OAUTH_SEED_X  # noqa: E402
+from tests.upstreams.oauth.test_normalise import SEED_Y as OAUTH_SEED_Y  # noqa: E402
+
+AMPER_SEED: dict[str, Any] = AMPER_LIST["data"][0]
 
 Modules = dict[str, ModuleType]
 
