@@ -197,14 +197,14 @@ def _connection_refused(url: str) -> bool:
 def test_sigterm_drains_for_the_delay_then_closes_and_finishes(
     tmp_path: Path, workers: int
 ) -> None:
-    delay_s = 2.0
+    delay_s = 2.5
     with (
         simulators(("oauth",), count=5) as sims,
         serve(tmp_path, sims["idp"], workers=workers, delay_s=delay_s) as served,
     ):
         url = served.url
         # Keeps the slow query in flight past the delay and past the listener's closing.
-        sims["idp"].state.control.latency_ms = 5000
+        sims["idp"].state.control.latency_ms = 5500
         slow: list[tuple[float, httpx.Response]] = []
 
         def slow_request() -> None:
@@ -221,7 +221,7 @@ def test_sigterm_drains_for_the_delay_then_closes_and_finishes(
 
         # /readyz says 503 at once (the supervisor passes SIGTERM on within its 0.5 s tick).
         while (ready := httpx.get(f"{url}/readyz", timeout=2)).status_code == 200:
-            assert time.monotonic() - signalled < (0.3 if workers == 1 else 1.0), "not draining"
+            assert time.monotonic() - signalled < (0.5 if workers == 1 else 1.5), "not draining"
             time.sleep(0.02)
         assert ready.status_code == 503 and ready.json() == {"status": "draining"}
 
@@ -243,7 +243,7 @@ def test_sigterm_drains_for_the_delay_then_closes_and_finishes(
                 pass
             rounds += 1
             time.sleep(0.1)
-        assert rounds >= 3
+        assert rounds >= 2
 
         # Then the listener closes while the slow query is still in flight: new connections
         # are refused, not left hanging in a backlog nobody accepts from.
@@ -282,7 +282,7 @@ def test_a_second_signal_skips_the_rest_of_the_delay(
         served.process.send_signal(signal.SIGTERM)
         signalled = time.monotonic()
         while httpx.get(f"{served.url}/readyz", timeout=2).status_code == 200:
-            assert time.monotonic() - signalled < 1.0, "not draining"
+            assert time.monotonic() - signalled < 1.5, "not draining"
             time.sleep(0.02)
         # Serving on, then stopped by the second signal well before the 60 s.
         assert httpx.get(f"{served.url}/healthz", timeout=2).status_code == 200
