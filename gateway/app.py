@@ -23,6 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from tokengate.gateway.auth import BearerAuth
 from tokengate.gateway.body_limit import BodyLimit
 from tokengate.gateway.config import Config
+from tokengate.gateway.drain import CloseWhileDraining, Drain
 from tokengate.gateway.logs import request_id_var
 from tokengate.gateway.ratelimit import TokenBuckets
 from tokengate.gateway.upstream_factory import build_upstreams, http_client
@@ -132,7 +133,7 @@ def worker_app() -> Starlette:
     from tokengate.gateway import logs
 
     logs.setup(os.environ.get(WORKER_LOG_LEVEL_ENV, "INFO"))
-    return create_app(config_module.load(None), freeze_heap=True)
+    return create_app(config_module.load(None), freeze_heap=True, drain_on_sigterm=True)
 
 
 def source_types(service: TokenService) -> dict[str, SourceType]:
@@ -163,12 +164,15 @@ class _LazyGraphQL:
         await self.app(scope, receive, send)
 
 
-def create_app(config: Config, *, freeze_heap: bool = False) -> Starlette:
+def create_app(
+    config: Config, *, freeze_heap: bool = False, drain_on_sigterm: bool = False
+) -> Starlette:
     """The gateway as an ASGI app. ``freeze_heap`` (for a served process, not for tests
     that build many apps in one process): once started, move every object alive so far
     (schema, modules, pools) out of the garbage collector's sight with ``gc.freeze()``, so
     that collections during requests scan only what requests allocate: the long-lived heap
-    is large next to a request's garbage."""
+    is large next to a request's garbage. ``drain_on_sigterm`` (for a served process):
+    SIGTERM drains first (gateway.drain)."""
     schema = build_schema(
         Limits(
             max_depth=config.limits.max_depth,
@@ -183,6 +187,7 @@ def create_app(config: Config, *, freeze_heap: bool = False) -> Starlette:
     )
     graphql = _LazyGraphQL()
     state: dict[str, Runtime] = {}
+    drain = Drain(config.server.shutdown_delay_s)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -203,6 +208,8 @@ def create_app(config: Config, *, freeze_heap: bool = False) -> Starlette:
         limiter = TokenBuckets(config.limits.rate_per_s, config.limits.burst)
         graphql.app = BearerAuth(view, store, limiter)
         state["runtime"] = Runtime(store=store, service=service)
+        if drain_on_sigterm:
+            drain.install()
         log.info("tokengate ready: %d source(s)", len(service.sources))
         if freeze_heap:
             gc.collect()
@@ -218,6 +225,8 @@ def create_app(config: Config, *, freeze_heap: bool = False) -> Starlette:
         return JSONResponse({"status": "ok"})
 
     async def readyz(_request: Request) -> JSONResponse:
+        if drain.draining:
+            return JSONResponse({"status": "draining"}, status_code=503)
         runtime = state.get("runtime")
         sources = {
             key: getattr(source, "health", "ok")
@@ -234,6 +243,7 @@ def create_app(config: Config, *, freeze_heap: bool = False) -> Starlette:
 
     middleware = [
         Middleware(RequestId),
+        Middleware(CloseWhileDraining, drain=drain),
         Middleware(BodyLimit, max_bytes=config.limits.max_body_bytes),
     ]
     if config.server.cors_origins:

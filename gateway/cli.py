@@ -41,13 +41,14 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _run_workers(args: argparse.Namespace, config: Config) -> int:
-    """N processes on one socket (uvicorn's supervisor restarts a worker that dies). The
-    store is prepared once here; the workers load the same config from the environment."""
+    """N processes on one socket (the supervisor restarts a worker that dies). The store is
+    prepared once here; the workers load the same config from the environment."""
     import os
 
     import uvicorn
 
     from tokengate.gateway.app import WORKER_LOG_LEVEL_ENV, prepare_store
+    from tokengate.gateway.workers import Supervisor
 
     asyncio.run(prepare_store(config))
     if args.config:
@@ -56,12 +57,14 @@ def _run_workers(args: argparse.Namespace, config: Config) -> int:
     os.environ["TOKENGATE_PORT"] = str(config.server.port)
     os.environ[WORKER_LOG_LEVEL_ENV] = args.log_level.upper()
     _announce(config, f" with {args.workers} worker processes")
-    uvicorn.run(
+    # What uvicorn.run does for workers, with the supervisor that lets workers drain.
+    server_config = uvicorn.Config(
         "tokengate.gateway.app:worker_app",
         factory=True,
         workers=args.workers,
         **_server_options(config),
     )
+    Supervisor(server_config, sockets=[server_config.bind_socket()]).run()
     return 0
 
 
@@ -91,13 +94,22 @@ def _workers(value: str) -> int:
 
 
 def _run(config: Config) -> None:
+    import signal
+
     import uvicorn
 
     from tokengate.gateway.app import create_app
 
-    app = create_app(config, freeze_heap=True)
+    app = create_app(config, freeze_heap=True, drain_on_sigterm=True)
     _announce(config)
+    # uvicorn sends itself the SIGTERM it handled once it has shut down; it then finds
+    # this handler: a drained, finished SIGTERM exits 0 (as it does under --workers).
+    signal.signal(signal.SIGTERM, _exit_cleanly)
     uvicorn.run(app, **_server_options(config))
+
+
+def _exit_cleanly(_signum: int, _frame: object) -> None:
+    raise SystemExit(0)
 
 
 DEMO_TOKENS = [

@@ -26,6 +26,10 @@ CONFIG_ENV = "TOKENGATE_CONFIG"
 STORE_URL_ENV = "TOKENGATE_STORE_URL"
 HOST_ENV = "TOKENGATE_HOST"
 PORT_ENV = "TOKENGATE_PORT"
+SHUTDOWN_DELAY_ENV = "TOKENGATE_SHUTDOWN_DELAY_S"
+# A drain longer than this would outlast any orchestrator's grace period (Kubernetes: 30 s
+# by default): a typo, not a choice.
+MAX_SHUTDOWN_DELAY_S = 300.0
 DEFAULT_STORE_URL = "sqlite:///./tokengate.db"
 
 
@@ -44,6 +48,10 @@ class ServerConfig:
     # the clients and load balancers in front (httpx 5 s, AWS ALB 60 s), so that the
     # gateway is never the side that closes a connection a client is about to reuse.
     keep_alive_s: int = 75
+    # After SIGTERM, /readyz answers 503 while the gateway keeps serving this long, so that
+    # load balancers (health checks every few seconds) stop routing here before the
+    # listener closes (gateway.drain).
+    shutdown_delay_s: float = 3.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +122,15 @@ class Config:
 
 
 _SECTION_KEYS: dict[str, set[str]] = {
-    "server": {"host", "port", "graphiql", "introspection", "cors_origins", "keep_alive_s"},
+    "server": {
+        "host",
+        "port",
+        "graphiql",
+        "introspection",
+        "cors_origins",
+        "keep_alive_s",
+        "shutdown_delay_s",
+    },
     "store": {"url", "key_file", "touch_interval_s"},
     "limits": {
         "max_aliases",
@@ -199,6 +215,11 @@ def load(
         server = _replace_server(server, host=env[HOST_ENV])
     if env.get(PORT_ENV):
         server = _replace_server(server, port=_port(env[PORT_ENV], PORT_ENV))
+    if env.get(SHUTDOWN_DELAY_ENV):
+        server = _replace_server(
+            server,
+            shutdown_delay_s=_delay_from_env(env[SHUTDOWN_DELAY_ENV], SHUTDOWN_DELAY_ENV),
+        )
     if host is not None:
         server = _replace_server(server, host=host)
     if port is not None:
@@ -276,6 +297,7 @@ def _from_file(path: Path, env: Mapping[str, str]) -> Config:
         introspection=_typed(server_raw, "introspection", bool, True, loc, "server"),
         cors_origins=tuple(_typed(server_raw, "cors_origins", list, [], loc, "server")),
         keep_alive_s=_keep_alive(server_raw, loc),
+        shutdown_delay_s=_shutdown_delay(server_raw, loc),
     )
     url = _typed(store_raw, "url", str, DEFAULT_STORE_URL, loc, "store")
     _check_store_url(url, loc.where("store", "url"))
@@ -380,6 +402,30 @@ def _keep_alive(table: Mapping[str, Any], loc: _Locator) -> int:
             "between 1 and 3600"
         )
     return int(value)
+
+
+def _check_delay(value: float, where: str) -> float:
+    if not 0 <= value <= MAX_SHUTDOWN_DELAY_S:  # also refuses nan
+        raise ConfigError(
+            f"{where}: shutdown_delay_s must be a number of seconds from 0 to "
+            f"{MAX_SHUTDOWN_DELAY_S:g}, got {value!r}"
+        )
+    return value
+
+
+def _shutdown_delay(table: Mapping[str, Any], loc: _Locator) -> float:
+    value = _typed(table, "shutdown_delay_s", (int, float), 3.0, loc, "server")
+    return _check_delay(float(value), loc.where("server", "shutdown_delay_s"))
+
+
+def _delay_from_env(raw: str, where: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(
+            f"{where}: shutdown_delay_s must be a number of seconds, got {raw!r}"
+        ) from None
+    return _check_delay(value, where)
 
 
 def _positive(table: Mapping[str, Any], key: str, default: int, loc: _Locator) -> int:

@@ -29,6 +29,10 @@ PG_URL_ENV = "TOKENGATE_TEST_PG_URL"
 REQUIRE_PG_ENV = "TOKENGATE_REQUIRE_PG"
 BOOTSTRAP = "test-bootstrap-" + "x" * 24
 
+# Gateways the tests start as processes (which inherit this environment) stop at SIGTERM
+# without the drain delay: the drain tests (tests/gateway/test_drain.py) set their own.
+os.environ.setdefault("TOKENGATE_SHUTDOWN_DELAY_S", "0")
+
 
 def _pg_admin_url() -> str | None:
     url = os.environ.get(PG_URL_ENV)

@@ -83,6 +83,19 @@ def test_compose_has_gateway_and_postgres() -> None:
     assert all(p.startswith("127.0.0.1:") for p in gateway["ports"])
 
 
+def test_stop_grace_period_covers_the_drain_and_the_graceful_shutdown() -> None:
+    """`docker compose stop` must not SIGKILL a gateway still draining or finishing."""
+    from tokengate.gateway.cli import _server_options
+    from tokengate.gateway.config import Config
+
+    config = Config()
+    needed = config.server.shutdown_delay_s + _server_options(config)["timeout_graceful_shutdown"]
+    compose = yaml.safe_load((ROOT / "docker" / "compose.yaml").read_text())
+    grace = compose["services"]["gateway"]["stop_grace_period"]
+    assert re.fullmatch(r"\d+s", grace) and int(grace[:-1]) > needed
+    assert ("STOPSIGNAL", "SIGTERM") in final_stage()
+
+
 @pytest.fixture(scope="module")
 def fresh_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The build stage's `python -m venv` + `pip install .`, in a fresh environment."""
@@ -110,6 +123,7 @@ def test_image_steps_install_start_and_pass_the_healthcheck(
         PATH=f"{fresh_venv / 'bin'}:/usr/bin:/bin",
         TOKENGATE_HOST="127.0.0.1",
         TOKENGATE_PORT=str(port),
+        TOKENGATE_SHUTDOWN_DELAY_S="0",  # stops at once (the drain has its own tests)
     )
     cmd = [rest for word, rest in stage if word == "CMD"][-1]
     argv = [str(fresh_venv / "bin" / a) if i == 0 else a for i, a in enumerate(yaml.safe_load(cmd))]

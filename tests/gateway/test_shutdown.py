@@ -34,6 +34,8 @@ base_url = "{sim.url}"\nclient_id_env = "SIM_ID"\nclient_secret_env = "SIM_SECRE
         env = {
             **os.environ,
             "TOKENGATE_BOOTSTRAP_TOKEN": BOOTSTRAP,
+            # No drain delay: the listener closes at the signal (test_drain.py: with one).
+            "TOKENGATE_SHUTDOWN_DELAY_S": "0",
             "SIM_ID": sim.source.credentials["client_id"],
             "SIM_SECRET": sim.source.credentials["client_secret"],
         }
