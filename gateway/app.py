@@ -24,7 +24,7 @@ from tokengate.gateway.auth import BearerAuth
 from tokengate.gateway.body_limit import BodyLimit
 from tokengate.gateway.config import Config
 from tokengate.gateway.logs import request_id_var
-from tokengate.gateway.ratelimit import TokenBuckets
+from tokengate.gateway.replicas import Replicas
 from tokengate.gateway.upstream_factory import build_upstreams, http_client
 from tokengate.gateway.view import GatewayView
 from tokengate.schema.build import build_schema
@@ -200,8 +200,8 @@ def create_app(config: Config, *, freeze_heap: bool = False) -> Starlette:
             cursors=CursorCodec.from_server_key(server_key),
         )
         view = GatewayView(schema, service, source_types(service), graphiql=config.server.graphiql)
-        limiter = TokenBuckets(config.limits.rate_per_s, config.limits.burst)
-        graphql.app = BearerAuth(view, store, limiter)
+        replicas = Replicas.start(config, store)
+        graphql.app = BearerAuth(view, store, replicas.limiter)
         state["runtime"] = Runtime(store=store, service=service)
         log.info("tokengate ready: %d source(s)", len(service.sources))
         if freeze_heap:
@@ -211,6 +211,7 @@ def create_app(config: Config, *, freeze_heap: bool = False) -> Starlette:
             yield
         finally:
             graphql.app = None
+            await replicas.aclose()
             await service.aclose()
             await client.aclose()
 
