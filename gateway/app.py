@@ -48,6 +48,7 @@ class Runtime:
 
     store: StoreSource
     service: TokenService
+    replicas: Replicas
 
 
 # An incoming X-Request-Id is kept when it is what proxies send (UUIDs, ALB's
@@ -202,7 +203,7 @@ def create_app(config: Config, *, freeze_heap: bool = False) -> Starlette:
         view = GatewayView(schema, service, source_types(service), graphiql=config.server.graphiql)
         replicas = Replicas.start(config, store)
         graphql.app = BearerAuth(view, store, replicas.limiter)
-        state["runtime"] = Runtime(store=store, service=service)
+        state["runtime"] = Runtime(store=store, service=service, replicas=replicas)
         log.info("tokengate ready: %d source(s)", len(service.sources))
         if freeze_heap:
             gc.collect()
@@ -231,6 +232,9 @@ def create_app(config: Config, *, freeze_heap: bool = False) -> Starlette:
             "store": "ok" if store_ok else "down",
             "sources": sources,
         }
+        bus = runtime.replicas.bus if runtime else None
+        if bus is not None:  # informative only: the cache lifetime bounds a lost bus
+            body["revocations"] = "listening" if bus.listening else "reconnecting"
         return JSONResponse(body, status_code=200 if store_ok else 503)
 
     middleware = [
