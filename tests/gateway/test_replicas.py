@@ -187,7 +187,7 @@ def _wait_listening(*urls: str) -> None:
     cleared when it does, but this test wants the message path itself."""
     deadline = time.monotonic() + 10
     for url in urls:
-        while "listening" not in httpx.get(f"{url}/readyz").json().get("revocations", "listening"):
+        while httpx.get(f"{url}/readyz").json().get("revocations", "listening") != "listening":
             assert time.monotonic() < deadline
             time.sleep(0.05)
     time.sleep(0.2)
@@ -293,3 +293,29 @@ def test_two_processes_on_one_postgresql_revoke_within_a_second(tmp_path: Path) 
         delays = [assert_stopped_everywhere(a, b, REVOKE) for _ in range(3)]
         delays.append(assert_stopped_everywhere(b, a, DEACTIVATE))
         assert max(delays) < PROPAGATION_LIMIT_S
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_postgresql_listener_reconnects_after_an_outage(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, captured_logs: LogCapture
+) -> None:
+    """PostgreSQL stops under both replicas and comes back: the listeners reconnect on their
+    own and revocations reach the other replica again."""
+    from tests.pg_cluster import throwaway_cluster
+
+    monkeypatch.setenv("TOKENGATE_BOOTSTRAP_TOKEN", BOOTSTRAP)
+    with throwaway_cluster() as cluster:
+        limits = LimitsConfig(rate_per_s=1e6, burst=1_000_000)
+        with two_replicas(tmp_path, cluster.url, limits) as (a, b):
+            _wait_listening(a, b)
+            assert assert_stopped_everywhere(a, b, REVOKE) < PROPAGATION_LIMIT_S
+            cluster.stop()
+            deadline = time.monotonic() + 15
+            while httpx.get(f"{b}/readyz").json().get("revocations") != "reconnecting":
+                assert time.monotonic() < deadline, "the lost listener went unnoticed"
+                time.sleep(0.1)
+            cluster.start()
+            _wait_listening(a, b)
+            assert assert_stopped_everywhere(a, b, REVOKE) < PROPAGATION_LIMIT_S
+    assert "PostgreSQL listener lost" in captured_logs.text
