@@ -9,6 +9,7 @@ Without ``--redis-url`` a private ``redis-server`` is started on a free loopback
 Contenders, each deciding "may this caller go on?" for one caller with a limit it never
 reaches (the path every accepted request takes):
 
+- ``local``: the in-process ``TokenBuckets`` (no Redis: what sharing adds, for scale);
 - ``lua``: ``gateway/shared_limits.RedisBuckets`` (redis-py asyncio, one EVALSHA);
 - ``limits-moving``: ``limits`` ``MovingWindowRateLimiter.hit`` (the exact one of its
   strategies, burst per burst/rate seconds), over redis-py (``implementation="redispy"``);
@@ -37,6 +38,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 
+from tokengate.gateway.ratelimit import TokenBuckets
 from tokengate.gateway.shared_limits import RedisBuckets, redis_client
 from tokengate.upstreams.loopback import free_port
 
@@ -74,6 +76,7 @@ async def contenders(url: str, rate: float, burst: int) -> dict[str, Decide]:
     from limits.aio.strategies import MovingWindowRateLimiter, SlidingWindowCounterRateLimiter
 
     ours = RedisBuckets(redis_client(url), rate, burst)
+    local = TokenBuckets(rate, burst)
     # The closest the package comes to "rate per second, burst at once".
     item = RateLimitItemPerSecond(burst, max(1, round(burst / rate)))
     redispy = RedisStorage("async+" + url, implementation="redispy")
@@ -94,7 +97,11 @@ async def contenders(url: str, rate: float, burst: int) -> dict[str, Decide]:
     async def limits_moving_coredis(caller: str) -> object:
         return await moving_coredis.hit(item, caller)
 
+    async def in_process(caller: str) -> object:
+        return await local.check(caller)
+
     return {
+        "local": in_process,
         "lua": lua,
         "limits-moving": limits_moving,
         "limits-sliding": limits_sliding,
