@@ -30,6 +30,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tokengate.gateway.shared_limits import redis_client
 from tokengate.upstreams.store.rows import valid_local_id
 
 log = logging.getLogger("tokengate.revocation")
@@ -163,11 +164,9 @@ class RedisChangeBus(_Listener):
     ) -> None:
         super().__init__(on_change, on_reset)
         self._url = redis_url
-        self._publisher = aioredis.Redis.from_url(
-            redis_url,
-            socket_connect_timeout=PUBLISH_TIMEOUT_S,
-            socket_timeout=PUBLISH_TIMEOUT_S,
-        )
+        # Fails fast (no retries, short timeouts): a revocation's answer must not wait on
+        # an unreachable Redis.
+        self._publisher = redis_client(redis_url)
 
     async def publish(self, token_id: str) -> None:
         try:

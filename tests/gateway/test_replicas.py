@@ -319,3 +319,27 @@ def test_postgresql_listener_reconnects_after_an_outage(
             _wait_listening(a, b)
             assert assert_stopped_everywhere(a, b, REVOKE) < PROPAGATION_LIMIT_S
     assert "PostgreSQL listener lost" in captured_logs.text
+
+
+@pytest.mark.slow
+def test_redis_listener_reconnects_after_an_outage(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, captured_logs: LogCapture
+) -> None:
+    """Redis stops under two SQLite replicas and comes back: requests keep being answered
+    meanwhile, the listeners reconnect and revocations reach the other replica again."""
+    monkeypatch.setenv("TOKENGATE_BOOTSTRAP_TOKEN", BOOTSTRAP)
+    with throwaway_redis() as server:
+        limits = LimitsConfig(rate_per_s=1e6, burst=1_000_000, storage_url=server.url)
+        with two_replicas(tmp_path, f"sqlite:///{tmp_path / 'store.db'}", limits) as (a, b):
+            _wait_listening(a, b)
+            server.stop()
+            deadline = time.monotonic() + 15
+            while httpx.get(f"{b}/readyz").json().get("revocations") != "reconnecting":
+                assert time.monotonic() < deadline, "the lost listener went unnoticed"
+                time.sleep(0.05)
+            assert data(b, PING, BOOTSTRAP)["sources"], "Redis down is no error"
+            server.start()
+            _wait_listening(a, b)
+            assert assert_stopped_everywhere(a, b, REVOKE) < PROPAGATION_LIMIT_S
+    assert "Redis listener lost" in captured_logs.text
+    assert "Traceback" not in captured_logs.text
