@@ -262,7 +262,7 @@ def serve_processes(
 
 
 @pytest.mark.slow
-def test_two_processes_on_one_redis_share_one_limit(tmp_path: Path) -> None:
+def test_two_processes_on_one_redis_share_one_limit_and_revocations(tmp_path: Path) -> None:
     url = shared_redis_url()
     text = "[limits]\nrate_per_s = 0.01\nburst = 6\n"
     with serve_processes(tmp_path, text, 2, {"TOKENGATE_LIMITS_STORAGE_URL": url}) as (a, b):
@@ -278,6 +278,9 @@ def test_two_processes_on_one_redis_share_one_limit(tmp_path: Path) -> None:
             for r in answers
             if "errors" in r.json()
         )
+        # The same two processes on SQLite: revocations travel over Redis pub/sub.
+        _wait_listening(a, b)
+        assert assert_stopped_everywhere(a, b, REVOKE) < PROPAGATION_LIMIT_S
 
 
 @pytest.mark.slow
