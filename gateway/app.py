@@ -232,9 +232,8 @@ def create_app(config: Config, *, freeze_heap: bool = False) -> Starlette:
             "store": "ok" if store_ok else "down",
             "sources": sources,
         }
-        bus = runtime.replicas.bus if runtime else None
-        if bus is not None:  # informative only: the cache lifetime bounds a lost bus
-            body["revocations"] = "listening" if bus.listening else "reconnecting"
+        if runtime is not None:  # informative only: never a reason for a 503
+            body.update(runtime.replicas.status())
         return JSONResponse(body, status_code=200 if store_ok else 503)
 
     middleware = [

@@ -44,6 +44,16 @@ class Replicas:
             replicas._task = asyncio.create_task(bus.run(), name="tokengate-revocations")
         return replicas
 
+    def status(self) -> dict[str, str]:
+        """For /readyz: whether the bus is listening and the limits are shared right now
+        (keys present only when configured)."""
+        status = {}
+        if self.bus is not None:
+            status["revocations"] = "listening" if self.bus.listening else "reconnecting"
+        if isinstance(self.limiter, RedisBuckets):
+            status["rate_limits"] = "shared" if self.limiter.shared else "per_replica"
+        return status
+
     async def aclose(self) -> None:
         if self._task is not None:
             self._task.cancel()

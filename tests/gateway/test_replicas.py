@@ -341,8 +341,14 @@ def test_redis_listener_reconnects_after_an_outage(
                 assert time.monotonic() < deadline, "the lost listener went unnoticed"
                 time.sleep(0.05)
             assert data(b, PING, BOOTSTRAP)["sources"], "Redis down is no error"
+            assert httpx.get(f"{b}/readyz").json()["rate_limits"] == "per_replica"
             server.start()
             _wait_listening(a, b)
             assert assert_stopped_everywhere(a, b, REVOKE) < PROPAGATION_LIMIT_S
+            deadline = time.monotonic() + 10
+            while httpx.get(f"{b}/readyz").json()["rate_limits"] != "shared":
+                assert time.monotonic() < deadline, "the limits stayed per replica"
+                data(b, PING, BOOTSTRAP)  # Redis is tried again by a request, once a second
+                time.sleep(0.2)
     assert "Redis listener lost" in captured_logs.text
     assert "Traceback" not in captured_logs.text
