@@ -90,7 +90,7 @@ class _Listener:
             except Exception as exc:  # any driver error: reconnect, never die
                 if self.listening or self._failures == 0:
                     log.warning(
-                        "revocations: %s listener lost (%s); reconnecting, other replicas' "
+                        "revocations: %s listener down (%s); reconnecting, other replicas' "
                         "revocations take up to the auth cache lifetime meanwhile",
                         self.kind,
                         type(exc).__name__,
