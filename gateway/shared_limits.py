@@ -2,6 +2,8 @@
 
 The bucket is the in-process ``TokenBuckets`` arithmetic run as one Lua script (atomic in
 Redis, one round trip per request) on Redis's own clock, so replicas' clocks do not matter.
+Chosen over the ``limits`` package, which has no token bucket and costs as much
+(``benchmarks/ratelimit_redis.py``).
 
 When Redis cannot be reached, requests are decided by in-process buckets with the same
 settings: the limit degrades to one per replica (as without ``storage_url``) instead of
