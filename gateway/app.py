@@ -25,7 +25,7 @@ from tokengate.gateway.body_limit import BodyLimit
 from tokengate.gateway.config import Config
 from tokengate.gateway.drain import CloseWhileDraining, Drain
 from tokengate.gateway.logs import request_id_var
-from tokengate.gateway.ratelimit import TokenBuckets
+from tokengate.gateway.replicas import Replicas
 from tokengate.gateway.upstream_factory import build_upstreams, http_client
 from tokengate.gateway.view import GatewayView
 from tokengate.schema.build import build_schema
@@ -49,6 +49,7 @@ class Runtime:
 
     store: StoreSource
     service: TokenService
+    replicas: Replicas
 
 
 # An incoming X-Request-Id is kept when it is what proxies send (UUIDs, ALB's
@@ -205,9 +206,9 @@ def create_app(
             cursors=CursorCodec.from_server_key(server_key),
         )
         view = GatewayView(schema, service, source_types(service), graphiql=config.server.graphiql)
-        limiter = TokenBuckets(config.limits.rate_per_s, config.limits.burst)
-        graphql.app = BearerAuth(view, store, limiter)
-        state["runtime"] = Runtime(store=store, service=service)
+        replicas = Replicas.start(config, store)
+        graphql.app = BearerAuth(view, store, replicas.limiter)
+        state["runtime"] = Runtime(store=store, service=service, replicas=replicas)
         if drain_on_sigterm:
             drain.install()
         log.info("tokengate ready: %d source(s)", len(service.sources))
@@ -218,6 +219,7 @@ def create_app(
             yield
         finally:
             graphql.app = None
+            await replicas.aclose()
             await service.aclose()
             await client.aclose()
 
@@ -239,6 +241,8 @@ def create_app(
             "store": "ok" if store_ok else "down",
             "sources": sources,
         }
+        if runtime is not None:  # informative only: never a reason for a 503
+            body.update(runtime.replicas.status())
         return JSONResponse(body, status_code=200 if store_ok else 503)
 
     middleware = [

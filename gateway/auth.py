@@ -85,7 +85,7 @@ class BearerAuth:
             await _unauthenticated(send, message)
             return
         if self.limiter is not None:
-            wait = self.limiter.acquire(principal.bucket)
+            wait = await self.limiter.check(principal.bucket)
             if wait is not None:
                 await _rate_limited(send, wait)
                 return

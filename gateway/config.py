@@ -30,6 +30,7 @@ SHUTDOWN_DELAY_ENV = "TOKENGATE_SHUTDOWN_DELAY_S"
 # A drain longer than this would outlast any orchestrator's grace period (Kubernetes: 30 s
 # by default): a typo, not a choice.
 MAX_SHUTDOWN_DELAY_S = 300.0
+LIMITS_STORAGE_URL_ENV = "TOKENGATE_LIMITS_STORAGE_URL"
 DEFAULT_STORE_URL = "sqlite:///./tokengate.db"
 
 
@@ -81,6 +82,8 @@ class LimitsConfig:
     # Live tokens one minting lineage may hold (a caller that is not an unbound admin and
     # every token minted from it, directly or not).
     max_lineage_tokens: int = 100
+    # redis://host:port/db: rate-limit buckets shared by every replica (None: in process).
+    storage_url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +146,7 @@ _SECTION_KEYS: dict[str, set[str]] = {
         "rate_per_s",
         "burst",
         "max_lineage_tokens",
+        "storage_url",
     },
 }
 # The keys of every [[sources]] entry; each provider adds its own (upstreams.providers).
@@ -208,7 +212,14 @@ def load(
     if path is None and env.get(CONFIG_ENV):
         path = Path(env[CONFIG_ENV])
     config = _from_file(path, env) if path is not None else Config()
-    server, store = config.server, config.store
+    server, store, limits = config.server, config.store, config.limits
+    if env.get(LIMITS_STORAGE_URL_ENV):
+        limits = _replace_limits(
+            limits,
+            storage_url=_check_limits_storage_url(
+                env[LIMITS_STORAGE_URL_ENV], LIMITS_STORAGE_URL_ENV, credentials_allowed=True
+            ),
+        )
     if env.get(STORE_URL_ENV):
         store = _replace_store(store, url=_check_store_url(env[STORE_URL_ENV], STORE_URL_ENV))
     if env.get(HOST_ENV):
@@ -225,7 +236,7 @@ def load(
     if port is not None:
         server = _replace_server(server, port=_port(str(port), "--port"))
     return Config(
-        server=server, store=store, limits=config.limits, sources=config.sources, path=config.path
+        server=server, store=store, limits=limits, sources=config.sources, path=config.path
     )
 
 
@@ -239,6 +250,30 @@ def _replace_store(store: StoreConfig, **changes: Any) -> StoreConfig:
     values = {f: getattr(store, f) for f in StoreConfig.__dataclass_fields__}
     values.update(changes)
     return StoreConfig(**values)
+
+
+def _replace_limits(limits: LimitsConfig, **changes: Any) -> LimitsConfig:
+    values = {f: getattr(limits, f) for f in LimitsConfig.__dataclass_fields__}
+    values.update(changes)
+    return LimitsConfig(**values)
+
+
+def _check_limits_storage_url(url: str, where: str, *, credentials_allowed: bool) -> str:
+    """A Redis URL. A password belongs in the environment (``TOKENGATE_LIMITS_STORAGE_URL``),
+    never in the file."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss") or not parts.hostname:
+        raise ConfigError(f"{where}: storage_url must be redis://host:port[/db] or rediss://...")
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        raise ConfigError(f"{where}: storage_url has a bad port") from None
+    if not credentials_allowed and (parts.username or parts.password):
+        raise ConfigError(
+            f"{where}: storage_url must not hold credentials in the file; "
+            f"set {LIMITS_STORAGE_URL_ENV} instead"
+        )
+    return url
 
 
 def _port(raw: str, where: str) -> int:
@@ -319,6 +354,7 @@ def _from_file(path: Path, env: Mapping[str, str]) -> Config:
         rate_per_s=_positive_float(limits_raw, "rate_per_s", 20.0, loc),
         burst=_positive(limits_raw, "burst", 60, loc),
         max_lineage_tokens=_positive(limits_raw, "max_lineage_tokens", 100, loc),
+        storage_url=_storage_url(limits_raw, loc),
     )
     sources_raw = raw.get("sources", [])
     if not isinstance(sources_raw, list):
@@ -426,6 +462,14 @@ def _delay_from_env(raw: str, where: str) -> float:
             f"{where}: shutdown_delay_s must be a number of seconds, got {raw!r}"
         ) from None
     return _check_delay(value, where)
+
+
+def _storage_url(table: Mapping[str, Any], loc: _Locator) -> str | None:
+    url: str | None = _typed(table, "storage_url", str, None, loc, "limits")
+    if url is None:
+        return None
+    where = loc.where("limits", "storage_url")
+    return _check_limits_storage_url(url, where, credentials_allowed=False)
 
 
 def _positive(table: Mapping[str, Any], key: str, default: int, loc: _Locator) -> int:

@@ -1,8 +1,7 @@
 """Per-caller rate limiting: a token bucket per internal token, in process memory.
 
-Several replicas each keep their own buckets, so the effective limit is per replica. For a
-shared limit put the ``RateLimiter`` protocol in front of a shared store (e.g. Redis with
-an atomic Lua script implementing the same refill arithmetic); nothing else changes.
+Several replicas each keep their own buckets here, so the effective limit is per replica;
+``[limits] storage_url`` puts the same buckets in Redis instead (``shared_limits``).
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ from typing import Protocol
 
 
 class RateLimiter(Protocol):
-    def acquire(self, caller: str) -> float | None:
+    async def check(self, caller: str) -> float | None:
         """None when the call may proceed, else the seconds to wait before retrying."""
         ...
 
@@ -44,6 +43,9 @@ class TokenBuckets:
         self.max_callers = max_callers
         self._clock = clock
         self._buckets: OrderedDict[str, _Bucket] = OrderedDict()
+
+    async def check(self, caller: str) -> float | None:
+        return self.acquire(caller)
 
     def acquire(self, caller: str) -> float | None:
         now = self._clock()

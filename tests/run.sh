@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The one test command: installs what the tests need (a venv with the dev extras, Debian's
-# PostgreSQL when root), starts a private PostgreSQL on loopback, then runs ruff, mypy and
-# pytest. Extra arguments go to pytest. Exit code: non-zero on any failure.
+# PostgreSQL and redis-server when root), starts a private PostgreSQL and Redis on loopback,
+# then runs ruff, mypy and pytest. Extra arguments go to pytest. Exit code: non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -30,6 +30,10 @@ if [ -z "$pg_bin" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
 fi
 pg_dir=""
 cleanup() {
+  if [ -n "${redis_dir:-}" ] && [ -s "$redis_dir/pid" ]; then
+    kill "$(cat "$redis_dir/pid")" 2>/dev/null || true
+    rm -rf "$redis_dir"
+  fi
   if [ -n "$pg_dir" ] && [ -d "$pg_dir" ]; then
     run_pg "$pg_bin/pg_ctl" -D "$pg_dir/data" -m immediate stop >/dev/null 2>&1 || true
     rm -rf "$pg_dir"
@@ -64,6 +68,30 @@ elif [ -z "${TOKENGATE_TEST_PG_URL:-}" ]; then
     exit 1
   fi
   echo "tests/run.sh: no PostgreSQL here; the PostgreSQL store tests will be skipped"
+fi
+
+# --- Redis: a throwaway server on 127.0.0.1 for the shared rate limits and revocations ----
+if ! command -v redis-server >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "tests/run.sh: installing redis-server (Debian package)"
+  apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+fi
+redis_dir=""
+if command -v redis-server >/dev/null && [ -z "${TOKENGATE_TEST_REDIS_URL:-}" ]; then
+  redis_dir=$(mktemp -d /tmp/tokengate-redis.XXXXXX)
+  redis_port=$("$VENV/bin/python" -c 'from tokengate.upstreams.loopback import free_port; print(free_port())')
+  redis-server --bind 127.0.0.1 --port "$redis_port" --save '' --appendonly no \
+    --dir "$redis_dir" --pidfile "$redis_dir/pid" --logfile "$redis_dir/log" --daemonize yes
+  for _ in $(seq 50); do [ -s "$redis_dir/pid" ] && break; sleep 0.1; done
+  export TOKENGATE_TEST_REDIS_URL="redis://127.0.0.1:$redis_port/0"
+  export TOKENGATE_REQUIRE_REDIS=1
+  echo "tests/run.sh: $(redis-server --version | awk '{print $1, $3}') on 127.0.0.1:$redis_port"
+elif [ -z "${TOKENGATE_TEST_REDIS_URL:-}" ]; then
+  if [ "${CI:-}" = "true" ]; then
+    echo "tests/run.sh: redis-server is required in CI and could not be installed" >&2
+    exit 1
+  fi
+  echo "tests/run.sh: no redis-server here; the shared-limit and revocation tests on Redis will be skipped"
 fi
 
 echo "tests/run.sh: ruff"

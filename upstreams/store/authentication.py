@@ -88,6 +88,9 @@ class Authenticator:
         for digest in stale:
             del self._cache[digest]
 
+    def clear(self) -> None:
+        self._cache.clear()
+
     def revoked(self, token_id: str) -> None:
         self._last_touch.pop(token_id, None)
         self.changed(token_id)

@@ -4,7 +4,7 @@ callers' authentication, the bootstrap token and the audit log, each kept in its
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -27,7 +27,11 @@ from tokengate.upstreams.store.authentication import Authenticator
 from tokengate.upstreams.store.rows import INTERNAL_KEY, to_us
 from tokengate.upstreams.store.tokens import DEFAULT_MAX_LINEAGE_TOKENS, TokenStore
 
-__all__ = ["INTERNAL_KEY", "AuditEvent", "StoreSource", "to_us"]
+__all__ = ["INTERNAL_KEY", "Announcer", "AuditEvent", "StoreSource", "to_us"]
+
+# Told the id of a token just revoked or changed, once the write is committed, to tell the
+# other replicas (their cached authentications of it must go). Must not raise.
+Announcer = Callable[[str], Awaitable[None]]
 
 
 class StoreSource:
@@ -53,6 +57,7 @@ class StoreSource:
             engine, hasher, max_lineage_tokens=max_lineage_tokens, listener=self._auth
         )
         self._audit = AuditLog(engine)
+        self._announce: Announcer | None = None
 
     key = INTERNAL_KEY
     provider = Provider.INTERNAL
@@ -96,11 +101,16 @@ class StoreSource:
         return await self._tokens.create(spec, created_by=created_by, lineage=lineage)
 
     async def update(self, local_id: str, spec: UpdateSpec) -> Token:
-        return await self._tokens.update(local_id, spec)
+        token = await self._tokens.update(local_id, spec)
+        if self._announce is not None:
+            await self._announce(local_id)
+        return token
 
     async def revoke(self, local_id: str) -> None:
         """Mark the token REVOKED (kept for audit). Revoking twice is not an error."""
         await self._tokens.revoke(local_id)
+        if self._announce is not None:
+            await self._announce(local_id)
 
     async def aclose(self) -> None:
         await self._engine.dispose()
@@ -110,6 +120,18 @@ class StoreSource:
     async def authenticate(self, secret: str) -> Principal | None:
         """The caller holding ``secret``, or None. Also records (throttled) last use."""
         return await self._auth.authenticate(secret)
+
+    def announce_changes(self, announce: Announcer | None) -> None:
+        """Tell ``announce`` every token revoked or changed through this process."""
+        self._announce = announce
+
+    def forget(self, token_id: str) -> None:
+        """Drop the cached authentication of a token another replica changed."""
+        self._auth.changed(token_id)
+
+    def forget_all(self) -> None:
+        """Drop every cached authentication (changes may have been missed)."""
+        self._auth.clear()
 
     async def ensure_bootstrap(self, secret: str) -> str:
         """Make sure an admin token with exactly ``secret`` exists; retire older bootstrap ones."""
