@@ -44,6 +44,8 @@ class ServerConfig:
     # the clients and load balancers in front (httpx 5 s, AWS ALB 60 s), so that the
     # gateway is never the side that closes a connection a client is about to reuse.
     keep_alive_s: int = 75
+    # GET /metrics (Prometheus); off: 404.
+    metrics: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +116,15 @@ class Config:
 
 
 _SECTION_KEYS: dict[str, set[str]] = {
-    "server": {"host", "port", "graphiql", "introspection", "cors_origins", "keep_alive_s"},
+    "server": {
+        "host",
+        "port",
+        "graphiql",
+        "introspection",
+        "cors_origins",
+        "keep_alive_s",
+        "metrics",
+    },
     "store": {"url", "key_file", "touch_interval_s"},
     "limits": {
         "max_aliases",
@@ -276,6 +286,7 @@ def _from_file(path: Path, env: Mapping[str, str]) -> Config:
         introspection=_typed(server_raw, "introspection", bool, True, loc, "server"),
         cors_origins=tuple(_typed(server_raw, "cors_origins", list, [], loc, "server")),
         keep_alive_s=_keep_alive(server_raw, loc),
+        metrics=_typed(server_raw, "metrics", bool, True, loc, "server"),
     )
     url = _typed(store_raw, "url", str, DEFAULT_STORE_URL, loc, "store")
     _check_store_url(url, loc.where("store", "url"))
