@@ -282,3 +282,94 @@ def test_structured_fields_are_redacted() -> None:
     bare = logging.LogRecord("tokengate.test", logging.INFO, __file__, 1, "m", None, None)
     bare.fields = {"detail": f"Bearer {secret}"}  # type: ignore[attr-defined]
     assert secret not in JsonFormatter().format(bare)
+
+
+def _graphql_requests_per_worker(metrics_dir: Path) -> dict[int, float]:
+    """Each worker's own count of GraphQL requests, read from its file in the directory."""
+    from prometheus_client.mmap_dict import MmapedDict
+
+    counts: dict[int, float] = {}
+    for path in metrics_dir.glob("counter_*.db"):
+        pid = int(path.stem.split("_")[1])
+        counts[pid] = sum(
+            value
+            for key, value, _ts, _pos in MmapedDict.read_all_values_from_file(str(path))
+            if json.loads(key)[1] == "tokengate_graphql_requests_total"
+        )
+    return counts
+
+
+@pytest.mark.slow
+def test_workers_report_their_sum(tmp_path: Path) -> None:
+    """`serve --workers 2`: a private (0700) multiprocess directory per run, removed after
+    it; whichever worker answers /metrics shows the requests both served."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import wait_until_up
+    from tokengate.upstreams.loopback import free_port
+
+    secret = "workers-metrics-token-0123456789"
+    (tmp_path / "tg.toml").write_text('[store]\nurl = "sqlite:///tg.db"\n')
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    port = free_port()
+    log = (tmp_path / "serve.log").open("w+")
+    env = {**os.environ, "TOKENGATE_BOOTSTRAP_TOKEN": secret, "TMPDIR": str(temp)}
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(tmp_path / "inherited")  # ignored: never inherited
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tokengate.gateway.cli", "serve", "--config", "tg.toml"]
+        + ["--port", str(port), "--workers", "2"],
+        cwd=tmp_path,
+        env=env,
+        stdout=log,
+        stderr=log,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+
+        def ready() -> int:
+            log.seek(0)
+            return log.read().count("tokengate ready")
+
+        while ready() < 2:
+            assert process.poll() is None and time.monotonic() < deadline, "workers not up"
+            time.sleep(0.2)
+        wait_until_up(url, process)
+        [metrics_dir] = temp.glob("tokengate-metrics-*")
+        assert metrics_dir.stat().st_mode & 0o777 == 0o700
+        made = 0
+        auth = {"Authorization": f"Bearer {secret}"}
+        query = {"query": "query Sum { tokens { totalCount } }"}
+        # New connections until both workers have answered some (the kernel spreads them).
+        while (
+            made < 20
+            or len([c for c in _graphql_requests_per_worker(metrics_dir).values() if c]) < 2
+        ):
+            assert made < 400, _graphql_requests_per_worker(metrics_dir)
+            response = httpx.post(f"{url}/graphql", json=query, headers=auth)
+            assert response.json() == {"data": {"tokens": {"totalCount": 1}}}
+            made += 1
+        assert httpx.post(f"{url}/graphql", json=query).status_code == 401
+        for _ in range(6):  # fresh connections: either worker may answer
+            samples = scrape(url)
+            assert values(samples, "tokengate_graphql_requests_total") == {
+                ("Sum", "ok"): made,
+                ("anonymous", "refused"): 1,
+            }
+            assert values(samples, "tokengate_upstream_requests_total") == {
+                ("ok", "internal"): made
+            }
+            assert values(samples, "tokengate_auth_failures_total") == {("missing",): 1}
+            assert values(samples, "tokengate_graphql_requests_in_flight") == {}
+            assert values(samples, "tokengate_build_info") == {("0.1.0",): 1}
+        assert not (tmp_path / "inherited").exists()
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    assert not metrics_dir.exists()
+    log.seek(0)
+    assert "Traceback" not in log.read()
