@@ -320,8 +320,18 @@ def test_workers_report_their_sum(tmp_path: Path) -> None:
     env = {**os.environ, "TOKENGATE_BOOTSTRAP_TOKEN": secret, "TMPDIR": str(temp)}
     env["PROMETHEUS_MULTIPROC_DIR"] = str(tmp_path / "inherited")  # ignored: never inherited
     process = subprocess.Popen(
-        [sys.executable, "-m", "tokengate.gateway.cli", "serve", "--config", "tg.toml"]
-        + ["--port", str(port), "--workers", "2"],
+        [
+            sys.executable,
+            "-m",
+            "tokengate.gateway.cli",
+            "serve",
+            "--config",
+            "tg.toml",
+            "--port",
+            str(port),
+            "--workers",
+            "2",
+        ],
         cwd=tmp_path,
         env=env,
         stdout=log,
