@@ -105,7 +105,8 @@ class RequestId:
                 "path": path,
                 "status": status,
                 "duration_ms": round(seconds * 1000, 1),
-                "operation_name": facts.operation_name,
+                # A GraphQL name, so nothing to escape; long ones cut.
+                "operation_name": facts.operation_name and facts.operation_name[:100],
             }
             access.log(
                 logging.DEBUG if path in QUIET_PATHS else logging.INFO,

@@ -213,9 +213,7 @@ class TokenService:
             )
             self._record(source, error, started)
             raise error from exc
-        except asyncio.CancelledError:
-            raise
-        except BaseException as exc:
+        except Exception as exc:
             self._record(source, exc, started)
             raise
         self._record(source, None, started)

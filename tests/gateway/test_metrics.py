@@ -20,7 +20,7 @@ from tokengate.gateway.app import create_app
 from tokengate.gateway.config import LimitsConfig, ServerConfig
 from tokengate.gateway.demo import PROVIDERS, Simulated, simulators
 from tokengate.gateway.logs import JsonFormatter, RedactingFilter
-from tokengate.gateway.metrics import MAX_OPERATION_NAMES
+from tokengate.gateway.metrics import MAX_OPERATION_NAMES, version
 from tokengate.upstreams.loopback import serve_in_thread
 from tokengate.upstreams.oauth.simulator import WALK_USER
 
@@ -114,7 +114,7 @@ def test_counters_are_the_requests_made(
     [amper] = [k for k, s in sims.items() if s.provider == "amper"]
     before = scrape(gw.url)
     assert values(before, "tokengate_graphql_requests_total") == {}
-    assert values(before, "tokengate_build_info") == {("0.1.0",): 1.0}
+    assert values(before, "tokengate_build_info") == {(version(),): 1.0}
 
     # Two answers from every source; then one with Amper failing (HTTP 500, not retried).
     for _ in range(2):
@@ -375,7 +375,7 @@ def test_workers_report_their_sum(tmp_path: Path) -> None:
             }
             assert values(samples, "tokengate_auth_failures_total") == {("missing",): 1}
             assert values(samples, "tokengate_graphql_requests_in_flight") == {}
-            assert values(samples, "tokengate_build_info") == {("0.1.0",): 1}
+            assert values(samples, "tokengate_build_info") == {(version(),): 1}
         assert not (tmp_path / "inherited").exists()
     finally:
         process.terminate()
