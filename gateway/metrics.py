@@ -134,6 +134,9 @@ class Metrics:
             self.auth_failures.labels(reason)
         self._names: set[str] = set()
         self._health: Callable[[], Mapping[str, str]] = dict
+        # Children by label values: ``labels()`` costs more than the update itself.
+        self._graphql: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
+        self._upstream: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
 
     # -- what the gateway reports -----------------------------------------------------
 
@@ -184,12 +187,24 @@ class Metrics:
             else:
                 return
         name = self.operation_label(facts.operation_name)
-        self.graphql_requests.labels(name, outcome).inc()
-        self.graphql_duration.labels(name).observe(seconds)
+        children = self._graphql.get((name, outcome))
+        if children is None:
+            children = self._graphql[name, outcome] = (
+                self.graphql_requests.labels(name, outcome),
+                self.graphql_duration.labels(name),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
 
     def upstream_call(self, call: CallOutcome) -> None:
-        self.upstream_requests.labels(call.source, call.outcome).inc()
-        self.upstream_duration.labels(call.source).observe(call.duration_s)
+        children = self._upstream.get((call.source, call.outcome))
+        if children is None:
+            children = self._upstream[call.source, call.outcome] = (
+                self.upstream_requests.labels(call.source, call.outcome),
+                self.upstream_duration.labels(call.source),
+            )
+        children[0].inc()
+        children[1].observe(call.duration_s)
         if self.multiprocess_dir is not None:
             # The scraping worker refreshes only its own view; keep every worker's recent.
             self._refresh_health()
