@@ -383,3 +383,99 @@ def test_workers_report_their_sum(tmp_path: Path) -> None:
     assert not metrics_dir.exists()
     log.seek(0)
     assert "Traceback" not in log.read()
+
+
+@pytest.fixture
+def unlimited_over(
+    sims: dict[str, Simulated], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Gateway]:
+    """The gateway over every simulator, no rate limit, breakers probing after 0.3 s."""
+    import functools
+
+    from tokengate.upstreams.resilience import TrafficPolicy
+
+    monkeypatch.setattr(
+        "tokengate.gateway.upstream_factory.TrafficPolicy",
+        functools.partial(TrafficPolicy, reset_after_s=0.3),
+    )
+    monkeypatch.setenv("TOKENGATE_BOOTSTRAP_TOKEN", BOOTSTRAP)
+    for sim in sims.values():
+        sim.state.control.set_faults([])
+    sources = tuple(dataclasses.replace(s.source, retries=0) for s in sims.values())
+    config = gateway_config(tmp_path, sources=sources)
+    with serve_in_thread(create_app(config)) as url:
+        yield Gateway(url=url, admin_secret=BOOTSTRAP, config=config)
+    for sim in sims.values():
+        sim.state.control.set_faults([])
+
+
+def test_breaker_transitions_and_health(
+    unlimited_over: Gateway, sims: dict[str, Simulated]
+) -> None:
+    import time
+
+    gw = unlimited_over
+    [fleet] = [k for k, s in sims.items() if s.provider == "losant"]
+    sims[fleet].state.control.set_faults([{"kind": "status", "status": 500}])
+    for _ in range(5):  # the breaker's threshold
+        gw.gql(LIST, {"user": WALK_USER})
+    open_ = scrape(gw.url)
+    assert values(open_, "tokengate_circuit_transitions_total") == {(fleet, "open"): 1}
+    assert open_[("tokengate_source_health", (("source", fleet),))] == 2
+    # While open, calls fail fast: still one outcome each, "unavailable".
+    gw.gql(LIST, {"user": WALK_USER})
+    fast = values(scrape(gw.url), "tokengate_upstream_requests_total")
+    assert fast[("unavailable", fleet)] == 6
+    sims[fleet].state.control.set_faults([])
+    time.sleep(0.4)
+    assert scrape(gw.url)[("tokengate_source_health", (("source", fleet),))] == 1  # probing
+    body = gw.gql(LIST, {"user": WALK_USER})
+    assert body["data"]["tokens"]["failedSources"] == []
+    closed = scrape(gw.url)
+    assert values(closed, "tokengate_circuit_transitions_total") == {
+        (fleet, "open"): 1,
+        (fleet, "closed"): 1,
+    }
+    assert closed[("tokengate_source_health", (("source", fleet),))] == 0
+
+
+def test_revoked_credentials_and_the_graphiql_page(gateway: Gateway) -> None:
+    made = gateway.data(
+        'mutation { createToken(input: {source: "internal", name: "gone", '
+        'scopes: ["tokens:read"]}) { secret token { id } } }'
+    )["createToken"]
+    gateway.data(
+        "mutation($id: ID!) { revokeToken(input: {id: $id}) { revokedTokenId } }",
+        {"id": made["token"]["id"]},
+    )
+    assert gateway.post("{ __typename }", secret=made["secret"]).status_code == 401
+    page = httpx.get(f"{gateway.url}/graphql", headers={"Accept": "text/html"})
+    assert page.status_code == 200
+    samples = scrape(gateway.url)
+    assert values(samples, "tokengate_auth_failures_total") == {("revoked",): 1}
+    # Two mutations and the refusal; the GraphiQL page is no operation.
+    assert values(samples, "tokengate_graphql_requests_total") == {
+        ("anonymous", "ok"): 2,
+        ("anonymous", "refused"): 1,
+    }
+
+
+def test_dead_workers_live_gauges_are_dropped(tmp_path: Path) -> None:
+    """A worker that died (uvicorn restarts it) no longer adds to the live gauges."""
+    import os
+    import subprocess
+
+    from tokengate.gateway.metrics import Metrics
+
+    child = subprocess.Popen(["true"])
+    child.wait()  # reaped: its pid names no process now
+    gone = child.pid
+    alive = os.getpid()
+    for pid in (gone, alive):
+        (tmp_path / f"gauge_livesum_{pid}.db").write_bytes(b"")
+    (tmp_path / f"counter_{gone}.db").write_bytes(b"")
+    Metrics._forget_dead_workers(str(tmp_path))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        f"counter_{gone}.db",  # counts stay: what it served was served
+        f"gauge_livesum_{alive}.db",
+    ]
