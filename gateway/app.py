@@ -20,11 +20,13 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tokengate.gateway import request_facts
 from tokengate.gateway.auth import BearerAuth
 from tokengate.gateway.body_limit import BodyLimit
 from tokengate.gateway.config import Config
 from tokengate.gateway.drain import CloseWhileDraining, Drain
-from tokengate.gateway.logs import request_id_var
+from tokengate.gateway.logs import FIELDS, request_id_var
+from tokengate.gateway.metrics import Metrics
 from tokengate.gateway.replicas import Replicas
 from tokengate.gateway.upstream_factory import build_upstreams, http_client
 from tokengate.gateway.view import GatewayView
@@ -56,13 +58,18 @@ class Runtime:
 # "Root=1-...-..." ids, hex): no spaces, quotes, separators or control characters, which
 # could forge log fields or headers.
 SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:=+/-]{0,127}")
+GRAPHQL_PATH = "/graphql"
+QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 class RequestId:
-    """Gives every request an id (or keeps a sane incoming X-Request-Id) for logs and errors."""
+    """Gives every request an id (or keeps a sane incoming X-Request-Id) for logs and errors;
+    writes its access line (fields method, path, status, duration_ms, operation_name) and
+    its GraphQL metrics."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics | None = None) -> None:
         self.app = app
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -71,6 +78,12 @@ class RequestId:
         incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
         request_id = incoming if SANE_REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
         token = request_id_var.set(request_id)
+        facts = request_facts.RequestFacts()
+        facts_token = request_facts.facts_var.set(facts)
+        path = scope["path"]
+        graphql_metrics = self.metrics if path == GRAPHQL_PATH else None
+        if graphql_metrics is not None:
+            graphql_metrics.in_flight.inc()
         started = time.perf_counter()
         status = 0
 
@@ -85,15 +98,27 @@ class RequestId:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            path = scope["path"]
+            seconds = time.perf_counter() - started
+            if graphql_metrics is not None:
+                graphql_metrics.in_flight.dec()
+                graphql_metrics.graphql_answered(facts, status, seconds)
+            fields = {
+                "method": scope["method"],
+                "path": path,
+                "status": status,
+                "duration_ms": round(seconds * 1000, 1),
+                # A GraphQL name, so nothing to escape; long ones cut.
+                "operation_name": facts.operation_name and facts.operation_name[:100],
+            }
             access.log(
-                logging.DEBUG if path in ("/healthz", "/readyz") else logging.INFO,
-                "%s %s %d %.1fms",
+                logging.DEBUG if path in QUIET_PATHS else logging.INFO,
+                "%s %s %d",
                 scope["method"],
                 path,
                 status,
-                (time.perf_counter() - started) * 1000,
+                extra={FIELDS: fields},
             )
+            request_facts.facts_var.reset(facts_token)
             request_id_var.reset(token)
 
 
@@ -189,6 +214,7 @@ def create_app(
     graphql = _LazyGraphQL()
     state: dict[str, Runtime] = {}
     drain = Drain(config.server.shutdown_delay_s)
+    metrics = Metrics() if config.server.metrics else None
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -196,7 +222,9 @@ def create_app(
         store = await open_store(config, server_key)
         await _ensure_bootstrap(store)
         client = http_client()
-        upstreams = build_upstreams(config.sources, client)
+        upstreams = build_upstreams(
+            config.sources, client, on_breaker=metrics.circuit_changed if metrics else None
+        )
         service = TokenService(
             store,
             upstreams,
@@ -204,10 +232,13 @@ def create_app(
             # From the server key: every worker and replica sharing the key accepts the
             # others' cursors, and a restart keeps them.
             cursors=CursorCodec.from_server_key(server_key),
+            on_call=metrics.upstream_call if metrics else None,
         )
+        if metrics is not None:
+            metrics.watch_sources(service.sources)
         view = GatewayView(schema, service, source_types(service), graphiql=config.server.graphiql)
         replicas = Replicas.start(config, store)
-        graphql.app = BearerAuth(view, store, replicas.limiter)
+        graphql.app = BearerAuth(view, store, replicas.limiter, metrics=metrics)
         state["runtime"] = Runtime(store=store, service=service, replicas=replicas)
         if drain_on_sigterm:
             drain.install()
@@ -246,7 +277,7 @@ def create_app(
         return JSONResponse(body, status_code=200 if store_ok else 503)
 
     middleware = [
-        Middleware(RequestId),
+        Middleware(RequestId, metrics=metrics),
         Middleware(CloseWhileDraining, drain=drain),
         Middleware(BodyLimit, max_bytes=config.limits.max_body_bytes),
     ]
@@ -259,12 +290,15 @@ def create_app(
                 allow_headers=["authorization", "content-type"],
             )
         )
+    routes = [
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route(GRAPHQL_PATH, graphql, methods=["GET", "POST"]),
+    ]
+    if metrics is not None:
+        routes.append(Route("/metrics", metrics.endpoint, methods=["GET"]))
     return Starlette(
-        routes=[
-            Route("/healthz", healthz),
-            Route("/readyz", readyz),
-            Route("/graphql", graphql, methods=["GET", "POST"]),
-        ],
+        routes=routes,
         middleware=middleware,
         lifespan=lifespan,
     )

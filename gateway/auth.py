@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import logging
 import math
+from typing import TYPE_CHECKING
 
 import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from tokengate.gateway import request_facts
 from tokengate.gateway.ratelimit import RateLimiter
 from tokengate.upstreams import errors
 from tokengate.upstreams.principal import Principal
 from tokengate.upstreams.store.source import StoreSource
+
+if TYPE_CHECKING:
+    from tokengate.gateway.metrics import Metrics
 
 log = logging.getLogger("tokengate.auth")
 CHALLENGE = b'Bearer realm="tokengate"'
@@ -33,11 +38,20 @@ def bearer_secret(authorization: str | None) -> str | None:
     return value.strip()
 
 
-async def authenticate(store: StoreSource, authorization: str | None) -> Principal | None:
+# Why a request's credentials were refused (metrics only), beyond the store's reasons.
+MISSING = "missing"
+MALFORMED = "malformed"
+
+
+async def identify(store: StoreSource, authorization: str | None) -> Principal | str:
+    """The caller, or why nobody: missing, malformed (not ``Bearer <secret>``), unknown,
+    expired, revoked or inactive."""
+    if authorization is None:
+        return MISSING
     secret = bearer_secret(authorization)
     if secret is None:
-        return None
-    return await store.authenticate(secret)
+        return MALFORMED
+    return await store.identify(secret)
 
 
 def _wants_graphiql(scope: Scope, headers: dict[bytes, bytes]) -> bool:
@@ -55,11 +69,17 @@ class BearerAuth:
     """
 
     def __init__(
-        self, app: ASGIApp, store: StoreSource, limiter: RateLimiter | None = None
+        self,
+        app: ASGIApp,
+        store: StoreSource,
+        limiter: RateLimiter | None = None,
+        *,
+        metrics: Metrics | None = None,
     ) -> None:
         self.app = app
         self.store = store
         self.limiter = limiter
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -71,12 +91,15 @@ class BearerAuth:
             return
         raw = headers.get(b"authorization")
         try:
-            principal = await authenticate(self.store, raw.decode("latin-1") if raw else None)
+            principal = await identify(self.store, raw.decode("latin-1") if raw else None)
         except errors.UpstreamError as exc:
             log.warning("authentication could not read the store: %s", exc.message)
             await _store_unavailable(send, exc)
             return
-        if principal is None:
+        if not isinstance(principal, Principal):
+            request_facts.current().outcome = request_facts.REFUSED
+            if self.metrics is not None:
+                self.metrics.auth_failed(principal)
             message = (
                 "missing credentials: send Authorization: Bearer <token>"
                 if raw is None
@@ -87,6 +110,9 @@ class BearerAuth:
         if self.limiter is not None:
             wait = await self.limiter.check(principal.bucket)
             if wait is not None:
+                request_facts.current().outcome = request_facts.REFUSED
+                if self.metrics is not None:
+                    self.metrics.rate_limited.inc()
                 await _rate_limited(send, wait)
                 return
         scope.setdefault("state", {})["principal"] = principal

@@ -14,6 +14,9 @@ from tokengate.gateway import config as config_module
 from tokengate.gateway.config import Config, ConfigError
 
 EXIT_CONFIG = 2
+# prometheus_client's multiprocess directory, read when it is first imported: set by
+# `serve --workers N` for its workers (gateway/metrics.py), never inherited.
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def _load(args: argparse.Namespace) -> Config:
@@ -25,6 +28,11 @@ def _load(args: argparse.Namespace) -> Config:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    import os
+
+    # Before anything imports prometheus_client: one process keeps its figures in memory;
+    # a directory left from another run would add its figures to ours.
+    os.environ.pop(MULTIPROC_ENV, None)
     from tokengate.gateway import logs
 
     logs.setup(args.log_level.upper())
@@ -44,6 +52,8 @@ def _run_workers(args: argparse.Namespace, config: Config) -> int:
     """N processes on one socket (the supervisor restarts a worker that dies). The store is
     prepared once here; the workers load the same config from the environment."""
     import os
+    import shutil
+    import tempfile
 
     import uvicorn
 
@@ -56,6 +66,12 @@ def _run_workers(args: argparse.Namespace, config: Config) -> int:
     os.environ["TOKENGATE_HOST"] = config.server.host
     os.environ["TOKENGATE_PORT"] = str(config.server.port)
     os.environ[WORKER_LOG_LEVEL_ENV] = args.log_level.upper()
+    metrics_dir = None
+    if config.server.metrics:
+        # The workers' shared figures: private to this run (mkdtemp makes it 0700), removed
+        # after it.
+        metrics_dir = tempfile.mkdtemp(prefix="tokengate-metrics-")
+        os.environ[MULTIPROC_ENV] = metrics_dir
     _announce(config, f" with {args.workers} worker processes")
     # What uvicorn.run does for workers, with the supervisor that lets workers drain.
     server_config = uvicorn.Config(
@@ -64,7 +80,12 @@ def _run_workers(args: argparse.Namespace, config: Config) -> int:
         workers=args.workers,
         **_server_options(config),
     )
-    Supervisor(server_config, sockets=[server_config.bind_socket()]).run()
+    try:
+        Supervisor(server_config, sockets=[server_config.bind_socket()]).run()
+    finally:
+        if metrics_dir is not None:
+            os.environ.pop(MULTIPROC_ENV, None)
+            shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
 
 

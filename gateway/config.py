@@ -53,6 +53,8 @@ class ServerConfig:
     # load balancers (health checks every few seconds) stop routing here before the
     # listener closes (gateway.drain).
     shutdown_delay_s: float = 3.0
+    # GET /metrics (Prometheus); off: 404.
+    metrics: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +135,7 @@ _SECTION_KEYS: dict[str, set[str]] = {
         "cors_origins",
         "keep_alive_s",
         "shutdown_delay_s",
+        "metrics",
     },
     "store": {"url", "key_file", "touch_interval_s"},
     "limits": {
@@ -333,6 +336,7 @@ def _from_file(path: Path, env: Mapping[str, str]) -> Config:
         cors_origins=tuple(_typed(server_raw, "cors_origins", list, [], loc, "server")),
         keep_alive_s=_keep_alive(server_raw, loc),
         shutdown_delay_s=_shutdown_delay(server_raw, loc),
+        metrics=_typed(server_raw, "metrics", bool, True, loc, "server"),
     )
     url = _typed(store_raw, "url", str, DEFAULT_STORE_URL, loc, "store")
     _check_store_url(url, loc.where("store", "url"))

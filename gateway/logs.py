@@ -1,7 +1,9 @@
 """Structured JSON logs with a request id, passed through a redaction filter.
 
 The filter removes what must never reach a log: bearer/basic credentials, anything shaped
-like a tokengate secret, and values of secret-bearing keys.
+like a tokengate secret, and values of secret-bearing keys, in the message and in the
+structured fields a record carries (``log.warning(..., extra={"fields": {...}})``, see
+``FIELDS``): the JSON line holds each field as its own key.
 """
 
 from __future__ import annotations
@@ -17,6 +19,10 @@ from typing import Any
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "request_id", default=None
 )
+# The record attribute holding a line's structured fields: ``extra={FIELDS: {...}}``.
+FIELDS = "fields"
+# Keys of the line itself, which a field never replaces.
+_RESERVED = frozenset({"ts", "level", "logger", "message", "request_id", "exception"})
 
 _PATTERNS = [
     (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+"), r"\1 [REDACTED]"),
@@ -43,12 +49,30 @@ class RedactingFilter(logging.Filter):
         message = record.getMessage()
         record.msg = redact(message)
         record.args = None
+        fields = getattr(record, FIELDS, None)
+        if isinstance(fields, dict):
+            setattr(record, FIELDS, {k: _redact_field(k, v) for k, v in fields.items()})
         if record.exc_info and record.exc_info[1] is not None:
             exc = record.exc_info[1]
             record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
             record.exc_info = None
             record.redacted_exception = type(exc).__name__
         return True
+
+
+_SECRET_KEY = re.compile(r"(?i)secret|token|password|authorization")
+
+
+def _redact_field(key: str, value: object) -> object:
+    if isinstance(value, str):
+        return "[REDACTED]" if _SECRET_KEY.search(key) else redact(value)
+    return value
+
+
+def fields_of(record: logging.LogRecord) -> dict[str, Any]:
+    """A record's structured fields (empty when it has none)."""
+    fields = getattr(record, FIELDS, None)
+    return fields if isinstance(fields, dict) else {}
 
 
 class JsonFormatter(logging.Formatter):
@@ -63,9 +87,12 @@ class JsonFormatter(logging.Formatter):
         request_id = request_id_var.get()
         if request_id:
             payload["request_id"] = request_id
+        for key, value in fields_of(record).items():
+            if key not in _RESERVED:
+                payload[key] = value
         if record.exc_text:
             payload["exception"] = record.exc_text
-        return redact(json.dumps(payload, ensure_ascii=False))
+        return redact(json.dumps(payload, ensure_ascii=False, default=str))
 
 
 def setup(level: str = "INFO") -> None:

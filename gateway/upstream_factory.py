@@ -3,23 +3,29 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import httpx
 
 from tokengate.gateway.config import SourceConfig
 from tokengate.upstreams import providers
 from tokengate.upstreams.base import TokenSource
-from tokengate.upstreams.resilience import ResilientSource, TrafficPolicy
+from tokengate.upstreams.resilience import BreakerState, ResilientSource, TrafficPolicy
 
 
 def build_upstreams(
-    configs: Sequence[SourceConfig], client: httpx.AsyncClient
+    configs: Sequence[SourceConfig],
+    client: httpx.AsyncClient,
+    *,
+    on_breaker: Callable[[str, BreakerState], None] | None = None,
 ) -> list[TokenSource]:
-    """One adapter per configured source, each behind retries, a breaker and a bulkhead."""
+    """One adapter per configured source, each behind retries, a breaker and a bulkhead
+    (``on_breaker`` is told when a breaker opens or closes)."""
     return [
         ResilientSource(
-            adapter, TrafficPolicy(retries=cfg.retries, max_concurrency=cfg.max_concurrency)
+            adapter,
+            TrafficPolicy(retries=cfg.retries, max_concurrency=cfg.max_concurrency),
+            on_breaker=on_breaker,
         )
         for cfg, adapter in zip(configs, build_adapters(configs, client), strict=True)
     ]

@@ -16,6 +16,7 @@ from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.types import ExecutionResult
 
+from tokengate.gateway import request_facts
 from tokengate.gateway.logs import request_id_var
 from tokengate.schema.context import Context
 from tokengate.schema.errors import format_error
@@ -112,6 +113,16 @@ class GatewayView(GraphQL[Context, None]):
                 for e, path in context.extra_errors
             )
         request_error = result.data is None and bool(errors) and not any(e.path for e in errors)
+        facts = request_facts.current()
+        facts.outcome = (
+            request_facts.REFUSED
+            if request_error
+            else request_facts.ERROR
+            if errors
+            else request_facts.OK
+        )
+        if context is not None:
+            facts.operation_name = context.operation_name
         if context is not None and GRAPHQL_RESPONSE_JSON in request.headers.get("accept", ""):
             # GraphQL over HTTP: clients that ask for this media type get its status codes:
             # 400 and no data for a request error (parse, validation, variables, limits),

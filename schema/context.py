@@ -24,5 +24,7 @@ class Context:
     request_id: str
     request: Any = None
     response: Any = None
+    # The name of the operation the parsed document selects (for logs and metrics).
+    operation_name: str | None = None
     # Errors to report next to partial data (failed sources), added after execution.
     extra_errors: list[tuple[TokengateError, list[str | int]]] = field(default_factory=list)

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 
-from graphql import DocumentNode, GraphQLError, GraphQLSyntaxError, parse
+from graphql import DocumentNode, GraphQLError, GraphQLSyntaxError, OperationDefinitionNode, parse
 from strawberry.extensions import SchemaExtension
 
 # Whole lexical tokens (as graphql-core's lexer splits them) and whole runs of ignored
@@ -150,7 +150,27 @@ class DocumentParser(SchemaExtension):
         context = self.execution_context
         if context.graphql_document is None and context.query:
             context.graphql_document = self.parse_cached(context.query)
+        if context.graphql_document is not None and hasattr(context.context, "operation_name"):
+            context.context.operation_name = operation_name(
+                context.graphql_document, context.operation_name
+            )
         yield
+
+
+def operation_name(document: DocumentNode, requested: str | None) -> str | None:
+    """``requested`` (the request's ``operationName``, else Strawberry's pick: the first
+    operation's name) when ``document`` has an operation of that name, else None: a label
+    is only ever a name written in a parsed document."""
+    if requested is None:
+        return None
+    for definition in document.definitions:
+        if (
+            isinstance(definition, OperationDefinitionNode)
+            and definition.name is not None
+            and definition.name.value == requested
+        ):
+            return requested
+    return None
 
 
 def document_parser(limits: ParseLimits, maxsize: int) -> type[DocumentParser]:

@@ -72,8 +72,11 @@ class CircuitBreaker:
         threshold: int,
         reset_after_s: float,
         clock: Callable[[], float] = time.monotonic,
+        on_change: Callable[[str, BreakerState], None] | None = None,
     ) -> None:
         self.key = key
+        # Told (source key, new state) when the breaker opens or closes (the gateway's metrics).
+        self.on_change = on_change
         self.threshold = threshold
         self.reset_after_s = reset_after_s
         self._clock = clock
@@ -111,6 +114,8 @@ class CircuitBreaker:
     def success(self) -> None:
         if self._opened_at is not None:
             log.info("circuit for source %s closed", self.key)
+            if self.on_change is not None:
+                self.on_change(self.key, BreakerState.CLOSED)
         self._failures = 0
         self._opened_at = None
         self._probing = False
@@ -127,6 +132,8 @@ class CircuitBreaker:
             log.warning(
                 "circuit for source %s opened after %d failure(s)", self.key, self._failures
             )
+            if self.on_change is not None:
+                self.on_change(self.key, BreakerState.OPEN)
 
 
 def retryable(exc: errors.UpstreamError) -> bool:
@@ -162,10 +169,13 @@ class ResilientSource:
         *,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: random.Random | None = None,
+        on_breaker: Callable[[str, BreakerState], None] | None = None,
     ) -> None:
         self.inner = inner
         self.policy = policy
-        self.breaker = CircuitBreaker(inner.key, policy.failure_threshold, policy.reset_after_s)
+        self.breaker = CircuitBreaker(
+            inner.key, policy.failure_threshold, policy.reset_after_s, on_change=on_breaker
+        )
         self._slots = asyncio.Semaphore(policy.max_concurrency)
         self._sleep = sleep
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not a secret

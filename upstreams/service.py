@@ -9,12 +9,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
-from tokengate.upstreams import errors, ids
+from tokengate.upstreams import call_outcomes, errors, ids
 from tokengate.upstreams.base import TokenSource
 from tokengate.upstreams.cursor_codec import CursorCodec
 from tokengate.upstreams.merge import Cursor, MergedPage, decode_cursor, merge_pages, positions_for
@@ -75,8 +76,11 @@ class TokenService:
         timeouts_s: Mapping[str, float] | None = None,
         default_timeout_s: float = 10.0,
         cursors: CursorCodec | None = None,
+        on_call: call_outcomes.CallListener | None = None,
     ) -> None:
         self.store = store
+        # Told every source call's outcome (the gateway's metrics); failures are logged anyway.
+        self.on_call = on_call
         # Signs every cursor handed out; without one, cursors hold in this process only.
         self.cursors = cursors if cursors is not None else CursorCodec.ephemeral()
         self.sources: dict[str, TokenSource] = {store.key: store}
@@ -197,13 +201,26 @@ class TokenService:
         return chosen
 
     async def _call(self, source: TokenSource, call: Awaitable[T]) -> T:
+        """One call to a source within its deadline, its outcome recorded (a call cut short
+        because the request itself was cancelled is not an outcome)."""
+        started = time.perf_counter()
         try:
             async with asyncio.timeout(self.timeout_for(source.key)):
-                return await call
+                result = await call
         except TimeoutError as exc:
-            raise errors.UpstreamTimeout(
+            error = errors.UpstreamTimeout(
                 source.key, f"source {source.key!r} did not answer in time"
-            ) from exc
+            )
+            self._record(source, error, started)
+            raise error from exc
+        except Exception as exc:
+            self._record(source, exc, started)
+            raise
+        self._record(source, None, started)
+        return result
+
+    def _record(self, source: TokenSource, error: BaseException | None, started: float) -> None:
+        call_outcomes.record(source.key, error, time.perf_counter() - started, self.on_call)
 
     # -- lookups -------------------------------------------------------------------------
 

@@ -57,6 +57,11 @@ def test_good_config(tmp_path: Path) -> None:
         write(tmp_path, GOOD.replace("port = 9000", "port = 9000\nkeep_alive_s = 120")), environ=ENV
     )
     assert custom.server.keep_alive_s == 120
+    assert config.server.metrics is True
+    off = load(
+        write(tmp_path, GOOD.replace("port = 9000", "port = 9000\nmetrics = false")), environ=ENV
+    )
+    assert off.server.metrics is False
 
 
 def test_precedence_flags_over_env_over_file(tmp_path: Path) -> None:
@@ -110,6 +115,10 @@ def test_precedence_flags_over_env_over_file(tmp_path: Path) -> None:
         (
             lambda t: t.replace("port = 9000", "port = 9000\nkeep_alive_s = 7.5"),
             r"tokengate.toml:5: keep_alive_s must be a int",
+        ),
+        (
+            lambda t: t.replace("port = 9000", 'port = 9000\nmetrics = "yes"'),
+            r"tokengate.toml:5: metrics must be a bool",
         ),
         (lambda t: t + "\nnot toml = = =\n", r"not valid TOML"),
         (

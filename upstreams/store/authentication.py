@@ -3,6 +3,7 @@ the token's last use recorded at most once per interval."""
 
 from __future__ import annotations
 
+import enum
 import json
 import time
 
@@ -20,6 +21,16 @@ MAX_SECRET_LENGTH = 512
 # through this process stops working at once; through another replica, within this time.
 AUTH_CACHE_S = 2.0
 AUTH_CACHE_ENTRIES = 10_000
+
+
+class Refusal(enum.StrEnum):
+    """Why a secret authenticates nobody (for the operator's metrics, never the caller)."""
+
+    MALFORMED = "malformed"  # empty or longer than any secret
+    UNKNOWN = "unknown"
+    EXPIRED = "expired"
+    REVOKED = "revoked"
+    INACTIVE = "inactive"
 
 
 class Authenticator:
@@ -44,8 +55,13 @@ class Authenticator:
 
         A store it cannot read raises (``UpstreamUnavailable``): an outage must not look
         like a bad credential."""
+        found = await self.identify(secret)
+        return found if isinstance(found, Principal) else None
+
+    async def identify(self, secret: str) -> Principal | Refusal:
+        """``authenticate``, with the reason when nobody holds ``secret``."""
         if not secret or len(secret) > MAX_SECRET_LENGTH:
-            return None
+            return Refusal.MALFORMED
         digest = self._hasher.digest(secret)
         now = time.monotonic()
         cached = self._cache.get(digest)
@@ -60,11 +76,11 @@ class Authenticator:
                     .first()
                 )
         if row is None or not self._hasher.verify(secret, row["secret_hash"]):
-            return None
+            return Refusal.UNKNOWN
         expires_at = from_us(row["expires_at"])
         status = effective_status(Status(row["status"]), expires_at, rows.now())
         if status is not Status.ACTIVE:
-            return None
+            return Refusal(status.lower())
         await self._touch(row["id"])
         principal = Principal(
             token_id=row["id"],

@@ -23,7 +23,7 @@ from tokengate.upstreams.model import (
 from tokengate.upstreams.principal import Principal
 from tokengate.upstreams.store import bootstrap, credentials, failures
 from tokengate.upstreams.store.audit import AuditEvent, AuditLog
-from tokengate.upstreams.store.authentication import Authenticator
+from tokengate.upstreams.store.authentication import Authenticator, Refusal
 from tokengate.upstreams.store.rows import INTERNAL_KEY, to_us
 from tokengate.upstreams.store.tokens import DEFAULT_MAX_LINEAGE_TOKENS, TokenStore
 
@@ -132,6 +132,10 @@ class StoreSource:
     def forget_all(self) -> None:
         """Drop every cached authentication (changes may have been missed)."""
         self._auth.clear()
+
+    async def identify(self, secret: str) -> Principal | Refusal:
+        """``authenticate``, with the reason when nobody holds ``secret``."""
+        return await self._auth.identify(secret)
 
     async def ensure_bootstrap(self, secret: str) -> str:
         """Make sure an admin token with exactly ``secret`` exists; retire older bootstrap ones."""
