@@ -389,14 +389,14 @@ def test_workers_report_their_sum(tmp_path: Path) -> None:
 def unlimited_over(
     sims: dict[str, Simulated], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Gateway]:
-    """The gateway over every simulator, no rate limit, breakers probing after 0.3 s."""
+    """The gateway over every simulator, no rate limit, breakers probing after 1.5 s (room for a loaded machine between the opening and the fail-fast call)."""
     import functools
 
     from tokengate.upstreams.resilience import TrafficPolicy
 
     monkeypatch.setattr(
         "tokengate.gateway.upstream_factory.TrafficPolicy",
-        functools.partial(TrafficPolicy, reset_after_s=0.3),
+        functools.partial(TrafficPolicy, reset_after_s=1.5),
     )
     monkeypatch.setenv("TOKENGATE_BOOTSTRAP_TOKEN", BOOTSTRAP)
     for sim in sims.values():
@@ -427,7 +427,7 @@ def test_breaker_transitions_and_health(
     fast = values(scrape(gw.url), "tokengate_upstream_requests_total")
     assert fast[("unavailable", fleet)] == 6
     sims[fleet].state.control.set_faults([])
-    time.sleep(0.4)
+    time.sleep(1.6)
     assert scrape(gw.url)[("tokengate_source_health", (("source", fleet),))] == 1  # probing
     body = gw.gql(LIST, {"user": WALK_USER})
     assert body["data"]["tokens"]["failedSources"] == []
