@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import logging
@@ -25,6 +26,7 @@ from tokengate.gateway.body_limit import BodyLimit
 from tokengate.gateway.config import Config
 from tokengate.gateway.logs import request_id_var
 from tokengate.gateway.ratelimit import TokenBuckets
+from tokengate.gateway.tracing import TraceRequests, Tracing
 from tokengate.gateway.upstream_factory import build_upstreams, http_client
 from tokengate.gateway.view import GatewayView
 from tokengate.schema.build import build_schema
@@ -163,12 +165,19 @@ class _LazyGraphQL:
         await self.app(scope, receive, send)
 
 
-def create_app(config: Config, *, freeze_heap: bool = False) -> Starlette:
+ROUTES = frozenset({"/graphql", "/healthz", "/readyz"})
+
+
+def create_app(
+    config: Config, *, freeze_heap: bool = False, tracing: Tracing | None = None
+) -> Starlette:
     """The gateway as an ASGI app. ``freeze_heap`` (for a served process, not for tests
     that build many apps in one process): once started, move every object alive so far
     (schema, modules, pools) out of the garbage collector's sight with ``gc.freeze()``, so
     that collections during requests scan only what requests allocate: the long-lived heap
-    is large next to a request's garbage."""
+    is large next to a request's garbage. ``tracing``: where spans go (default: from the
+    ``OTEL_*`` environment, gateway/tracing.py)."""
+    tracing = Tracing.from_env() if tracing is None else tracing
     schema = build_schema(
         Limits(
             max_depth=config.limits.max_depth,
@@ -213,6 +222,7 @@ def create_app(config: Config, *, freeze_heap: bool = False) -> Starlette:
             graphql.app = None
             await service.aclose()
             await client.aclose()
+            await asyncio.to_thread(tracing.shutdown)  # flushes spans: may wait on I/O
 
     async def healthz(_request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
@@ -233,6 +243,8 @@ def create_app(config: Config, *, freeze_heap: bool = False) -> Starlette:
         return JSONResponse(body, status_code=200 if store_ok else 503)
 
     middleware = [
+        # Outermost: the access line and everything else run inside the request's span.
+        Middleware(TraceRequests, tracing=tracing, routes=ROUTES),
         Middleware(RequestId),
         Middleware(BodyLimit, max_bytes=config.limits.max_body_bytes),
     ]
