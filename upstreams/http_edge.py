@@ -125,11 +125,12 @@ class UpstreamHttp:
                 span.set_attribute("tokengate.outcome", type(exc).__name__.lower())
                 span.set_status(StatusCode.ERROR, type(exc).__name__)
             raise
+        else:
+            if span.is_recording():
+                span.set_attribute("http.response.status_code", response.status_code)
+                span.set_attribute("tokengate.outcome", "ok")
         finally:
             span.end()
-        if span.is_recording():
-            span.set_attribute("http.response.status_code", response.status_code)
-            span.set_attribute("tokengate.outcome", "ok")
         return response
 
     async def _send(
