@@ -324,22 +324,34 @@ def paired_run(
             for connection in connections:
                 fetch_page(connection)
         times: list[list[float]] = [[], []]
+        cpu_before = [cpu_ms(process.pid) for process, _ in gateways]
         for round_ in range(args.requests):
             for which in (0, 1) if round_ % 2 == 0 else (1, 0):
                 elapsed, raw = fetch_page(connections[which])
                 assert b'"errors"' not in raw, raw[:300]
                 times[which].append(elapsed)
+        cpu = [cpu_ms(p.pid) - before for (p, _), before in zip(gateways, cpu_before, strict=True)]
     finally:
         for process, _ in gateways:
             process.terminate()
             process.wait(timeout=30)
     differences = [b - a for a, b in zip(times[0], times[1], strict=True)]
     print(f"A/B: {title}; {args.requests} pages each, alternating")
-    for name, samples in zip("AB", times, strict=True):
+    for name, samples, used in zip("AB", times, cpu, strict=True):
         samples.sort()
         p90 = samples[int(len(samples) * 0.9) - 1]
-        print(f"{name}: p50 {statistics.median(samples):.2f} ms, p90 {p90:.2f} ms")
+        print(
+            f"{name}: p50 {statistics.median(samples):.2f} ms, p90 {p90:.2f} ms, "
+            f"gateway CPU {used / args.requests:.3f} ms per page"
+        )
     print(f"B - A, paired median: {statistics.median(differences):+.3f} ms")
+
+
+def cpu_ms(pid: int) -> float:
+    """CPU time (user + system, all threads) a process has used so far, in ms (Linux):
+    work done per page, which unlike latency does not grow when the machine is busy."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import unicodedata
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -122,7 +123,8 @@ class UpstreamHttp:
             raise
         except BaseException as exc:  # cancelled (a deadline, a client gone), or a bug
             if span.is_recording():
-                span.set_attribute("tokengate.outcome", type(exc).__name__.lower())
+                cancelled = isinstance(exc, asyncio.CancelledError)
+                span.set_attribute("tokengate.outcome", "cancelled" if cancelled else "error")
                 span.set_status(StatusCode.ERROR, type(exc).__name__)
             raise
         else:

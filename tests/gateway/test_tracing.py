@@ -5,6 +5,7 @@ the trace id; nothing is exported unless an endpoint is configured."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import json
@@ -32,9 +33,11 @@ from tokengate.gateway.app import create_app
 from tokengate.gateway.demo import Simulated, simulators
 from tokengate.gateway.logs import JsonFormatter, RedactingFilter
 from tokengate.gateway.tracing import Tracing
+from tokengate.gateway.upstream_factory import http_client
+from tokengate.upstreams.http_edge import UpstreamHttp
 from tokengate.upstreams.loopback import serve_in_thread
 from tokengate.upstreams.oauth.simulator import WALK_USER
-from tokengate.upstreams.trace_context import PROPAGATING
+from tokengate.upstreams.trace_context import PROPAGATING, tracer_var
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 CALLER_SPAN = "00f067aa0ba902b7"
@@ -366,3 +369,28 @@ def test_nothing_is_exported_without_an_endpoint(
         a.value.string_value for r, _ in spans for a in r.attributes if a.key == "service.name"
     }
     assert service == {"tokengate-test"}
+
+
+async def test_a_cancelled_upstream_call_still_ends_its_span(sims: dict[str, Simulated]) -> None:
+    """A deadline cancelling a call mid-request leaves an ERROR span, not an open one."""
+    amper = sims["amper"]
+    token = tracer_var.set(Tracing.exporting_to(EXPORTER).tracer)
+    try:
+        async with http_client() as client:
+            faults = {"faults": [{"kind": "hang", "hang_s": 1}]}
+            await client.post(f"{amper.url}/_sim/faults", json=faults)
+            edge = UpstreamHttp(
+                key="amper", name="Amper", client=client, timeout_s=5, headers={}, credential="-"
+            )
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.2):
+                    await edge.send("GET", f"{amper.url}/v1/access_tokens")
+    finally:
+        tracer_var.reset(token)
+    [span] = EXPORTER.get_finished_spans()
+    assert span.attributes is not None and span.attributes["tokengate.outcome"] == "cancelled"
+    assert span.status.status_code is StatusCode.ERROR
+    # The hanging request itself carried the trace context too.
+    async with httpx.AsyncClient() as control:
+        [request] = (await control.get(f"{amper.url}/_sim/requests")).json()["requests"]
+    assert traced_headers(request)[1] == f"{span.context.span_id:016x}"  # type: ignore[union-attr]
