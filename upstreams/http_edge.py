@@ -15,7 +15,7 @@ import orjson
 from opentelemetry.trace import Span, SpanKind, StatusCode
 
 from tokengate.upstreams import errors
-from tokengate.upstreams.trace_context import outbound_headers, tracer_var
+from tokengate.upstreams.trace_context import PROPAGATING, outbound_headers, tracer_var
 
 
 def base_url(value: str) -> str:
@@ -100,7 +100,17 @@ class UpstreamHttp:
         the request's ``X-Request-Id``. The span holds no URL: paths and queries can carry
         user ids and a caller's filters.
         """
-        span = tracer_var.get().start_span(
+        tracer = tracer_var.get()
+        if tracer is PROPAGATING:  # nothing records: only the headers, no span object
+            return await self._send(
+                None,
+                method,
+                request_url(url, None if params is None else tuple(params.items())),
+                json=json,
+                content=content,
+                headers={**self._headers, **headers} if headers else self._headers,
+            )
+        span = tracer.start_span(
             f"{method} {self._key}",
             kind=SpanKind.CLIENT,
             attributes={"tokengate.source": self._key, "http.request.method": method},
@@ -137,7 +147,7 @@ class UpstreamHttp:
 
     async def _send(
         self,
-        span: Span,
+        span: Span | None,
         method: str,
         url: httpx.URL,
         *,

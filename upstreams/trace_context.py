@@ -95,10 +95,21 @@ def traceparent(span_context: SpanContext) -> str:
     )
 
 
-def outbound_headers(base: Mapping[str, str], span: Span) -> dict[str, str]:
-    """``base`` plus ``traceparent`` (``span`` as the parent) and the request's id."""
+def outbound_headers(base: Mapping[str, str], span: Span | None) -> dict[str, str]:
+    """``base`` plus ``traceparent`` and the request's id. The parent named is ``span``;
+    None when nothing records: then a fresh span id under the current span (what a
+    ``PropagatingTracer`` span would hold, without building one)."""
     headers = dict(base)
-    headers["traceparent"] = traceparent(span.get_span_context())
+    if span is not None:
+        headers["traceparent"] = traceparent(span.get_span_context())
+    else:
+        parent = trace.get_current_span().get_span_context()
+        if parent.is_valid:
+            headers["traceparent"] = (
+                f"00-{parent.trace_id:032x}-{_new_id(64):016x}-{parent.trace_flags:02x}"
+            )
+        else:
+            headers["traceparent"] = f"00-{_new_id(128):032x}-{_new_id(64):016x}-00"
     request_id = request_id_var.get()
     if request_id is not None:
         headers["x-request-id"] = request_id
