@@ -1,12 +1,13 @@
 """The request context every upstream request carries: W3C ``traceparent`` and ``X-Request-Id``.
 
 The gateway sets both per incoming request (``gateway/tracing.py`` the span and the tracer,
-``gateway/app.py`` the request id); ``UpstreamHttp.send`` reads them and opens one client
-span per upstream request under the request's server span. They live here, below the
-gateway, so that the upstream layer never imports the gateway.
+``gateway/app.py`` the request id); ``UpstreamHttp.send`` reads them and, when spans are
+recorded, opens one client span per upstream request under the request's server span.
+They live here, below the gateway, so that the upstream layer never imports the gateway.
 
 Propagation never depends on export: without an exporter the tracer is a
-``PropagatingTracer``, which only makes ids (no SDK, no span objects kept, no thread).
+``PropagatingTracer``, which only makes ids (no SDK, no span kept, no thread), and an
+upstream request builds no span at all, only its ``traceparent``.
 """
 
 from __future__ import annotations
