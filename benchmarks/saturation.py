@@ -194,12 +194,10 @@ def main() -> None:
         exits.close()
     ratios = [b / a - 1 for a, b in zip(cpu[0], cpu[1], strict=True)]
     versus = args.ab or (
-        "this tree without OTEL_* settings, B exporting spans"
-        if args.tracing
-        else "this tree with the stock executor"
+        "this tree without OTEL_* settings" if args.tracing else "this tree with the stock executor"
     )
     print(
-        f"A = {versus}, B = this tree; {args.rounds} rounds of {args.requests} requests, "
+        f"A = {versus}, B = this tree{' exporting spans' if args.tracing else ''}; {args.rounds} rounds of {args.requests} requests, "
         f"{args.concurrency} in flight, upstream latency {args.latency_ms:.0f} ms"
     )
     for name, samples, rates in zip("AB", cpu, rate, strict=True):
