@@ -222,7 +222,8 @@ def create_app(
             graphql.app = None
             await service.aclose()
             await client.aclose()
-            await asyncio.to_thread(tracing.shutdown)  # flushes spans: may wait on I/O
+            if tracing.exporting:  # flushes the last spans: may wait on the collector
+                await asyncio.to_thread(tracing.shutdown)
 
     async def healthz(_request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})

@@ -54,7 +54,7 @@ SIM = httpx.Client(timeout=10)
 
 @pytest.fixture(scope="module")
 def sims() -> Iterator[dict[str, Simulated]]:
-    with simulators(count=5) as running:
+    with SIM, simulators(count=5) as running:
         yield running
 
 
