@@ -1,7 +1,7 @@
 """Fan-out benchmark (run by hand): one page over every source, each upstream 50 ms slow.
 
     python benchmarks/fanout.py [--requests 200] [--latency-ms 50] [--transport aiohttp|httpx]
-                                [--no-pin] [--fresh-answers] [--ab REF]
+                                [--no-pin] [--fresh-answers] [--ab REF | --tracing-ab]
 
 Each simulator (`tokengate simulate --provider P`) and the gateway (`tokengate serve`) run
 in their own processes, so the measured latency is the gateway's, not the simulators' work
@@ -24,6 +24,10 @@ such a change measurable against both kinds of upstream).
 simulators, pages alternating; prints both p50s and the paired median of the differences.
 On a shared machine p50 drifts by a millisecond or more over minutes; paired, both
 versions see the same moments, so differences of ~0.1 ms show.
+
+``--tracing-ab`` pairs this tree with itself: A without ``OTEL_*`` settings (trace context
+propagated, nothing recorded), B exporting every span over OTLP/HTTP to a dummy collector
+on loopback: the cost of tracing when it is configured.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -235,11 +240,79 @@ def ab_run(
         ["git", "-C", str(root), "archive", args.ab], capture_output=True, check=True
     ).stdout
     subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    paired_run(
+        args,
+        sims,
+        [("A", tree, env), ("B", root, env)],
+        f"A = {args.ab}, B = this tree",
+        workdir,
+        cpus,
+    )
+
+
+class Collector:
+    """A dummy OTLP/HTTP collector on loopback: accepts every export, keeps counts."""
+
+    def __init__(self) -> None:
+        self.exports = 0
+        self.bytes = 0
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        while True:
+            message = await receive()
+            self.bytes += len(message.get("body", b""))
+            if not message.get("more_body"):
+                break
+        self.exports += 1
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+
+def tracing_ab_run(
+    args: argparse.Namespace,
+    sims: dict[str, tuple[str, dict[str, str]]],
+    env: dict[str, str],
+    workdir: Path,
+    cpus: set[int] | None,
+) -> None:
+    """This tree twice, paired: A without OTEL_* settings (trace context propagated,
+    nothing recorded), B exporting every span over OTLP/HTTP to a dummy collector on
+    loopback (in this process, off the gateway's CPU)."""
+    from tokengate.upstreams.loopback import serve_in_thread
+
+    root = Path(__file__).resolve().parents[1]
+    plain = {k: v for k, v in env.items() if not k.startswith("OTEL_")}
+    collector = Collector()
+    with serve_in_thread(collector) as url:
+        traced = {**plain, "OTEL_EXPORTER_OTLP_ENDPOINT": url}
+        paired_run(
+            args,
+            sims,
+            [("A", root, plain), ("B", root, traced)],
+            "A = no OTEL_* settings, B = OTLP export to a loopback collector",
+            workdir,
+            cpus,
+        )
+    print(f"collector: {collector.exports} exports, {collector.bytes} bytes")
+
+
+def paired_run(
+    args: argparse.Namespace,
+    sims: dict[str, tuple[str, dict[str, str]]],
+    gateways_to_start: list[tuple[str, Path, dict[str, str]]],
+    title: str,
+    workdir: Path,
+    cpus: set[int] | None,
+) -> None:
+    """Two gateways (name, source tree, environment) on the same CPU and simulators, pages
+    alternating (A,B then B,A); prints both p50s and the paired median of B - A."""
     gateways = []
-    for name, code in (("A", tree), ("B", root)):
+    for name, code, gateway_env_ in gateways_to_start:
         port = free_port()
         own = write_config(workdir / f"{name}.toml", sims, str(workdir / f"{name}.db"))
-        process = start_gateway(own, port, env, cpus, workdir / f"{name}.log", code)
+        process = start_gateway(own, port, gateway_env_, cpus, workdir / f"{name}.log", code)
         gateways.append((process, port))
     try:
         for _, port in gateways:
@@ -251,22 +324,34 @@ def ab_run(
             for connection in connections:
                 fetch_page(connection)
         times: list[list[float]] = [[], []]
+        cpu_before = [cpu_ms(process.pid) for process, _ in gateways]
         for round_ in range(args.requests):
             for which in (0, 1) if round_ % 2 == 0 else (1, 0):
                 elapsed, raw = fetch_page(connections[which])
                 assert b'"errors"' not in raw, raw[:300]
                 times[which].append(elapsed)
+        cpu = [cpu_ms(p.pid) - before for (p, _), before in zip(gateways, cpu_before, strict=True)]
     finally:
         for process, _ in gateways:
             process.terminate()
             process.wait(timeout=30)
     differences = [b - a for a, b in zip(times[0], times[1], strict=True)]
-    print(f"A/B: A = {args.ab}, B = this tree; {args.requests} pages each, alternating")
-    for name, samples in zip("AB", times, strict=True):
+    print(f"A/B: {title}; {args.requests} pages each, alternating")
+    for name, samples, used in zip("AB", times, cpu, strict=True):
         samples.sort()
         p90 = samples[int(len(samples) * 0.9) - 1]
-        print(f"{name}: p50 {statistics.median(samples):.2f} ms, p90 {p90:.2f} ms")
+        print(
+            f"{name}: p50 {statistics.median(samples):.2f} ms, p90 {p90:.2f} ms, "
+            f"gateway CPU {used / args.requests:.3f} ms per page"
+        )
     print(f"B - A, paired median: {statistics.median(differences):+.3f} ms")
+
+
+def cpu_ms(pid: int) -> float:
+    """CPU time (user + system, all threads) a process has used so far, in ms (Linux):
+    work done per page, which unlike latency does not grow when the machine is busy."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:
@@ -284,6 +369,11 @@ def main() -> None:
     parser.add_argument(
         "--ab", metavar="REF", help="compare with git ref REF: two gateways, pages alternating"
     )
+    parser.add_argument(
+        "--tracing-ab",
+        action="store_true",
+        help="compare this tree without and with OTLP export (to a loopback collector)",
+    )
     args = parser.parse_args()
     cpus = sorted(os.sched_getaffinity(0))
     gateway_cpus: set[int] | None = None
@@ -294,9 +384,12 @@ def main() -> None:
     sim_processes, sims = start_simulators(workdir)
     env = gateway_env(sims, args.transport)
     config = write_config(workdir / "bench.toml", sims, "bench.db")
-    if args.ab:
+    if args.ab or args.tracing_ab:
         try:
-            ab_run(args, sims, env, config, workdir, gateway_cpus)
+            if args.tracing_ab:
+                tracing_ab_run(args, sims, env, workdir, gateway_cpus)
+            else:
+                ab_run(args, sims, env, config, workdir, gateway_cpus)
         finally:
             for process in sim_processes:
                 process.terminate()

@@ -1,11 +1,13 @@
 """Saturation benchmark (run by hand): the gateway's CPU per request, two versions paired.
 
-    python benchmarks/saturation.py (--ab REF | --stock-executor) [--rounds 12]
+    python benchmarks/saturation.py (--ab REF | --stock-executor | --tracing) [--rounds 12]
                                     [--requests 400] [--concurrency 32] [--latency-ms 5]
                                     [--fresh-answers]
 
 B is this tree; A is git ref REF (``--ab``), or this tree with Strawberry's stock
-graphql-core execution in place of schema/execution.py's (``--stock-executor``). Both
+graphql-core execution in place of schema/execution.py's (``--stock-executor``), or this
+tree without ``OTEL_*`` settings while B exports every span over OTLP/HTTP to a dummy
+collector on loopback, in this process (``--tracing``). Both
 gateways run over the same three simulators, on the same CPU (the last one; the
 simulators and this client share the others). Each round sends ``--requests`` fan-out
 pages (benchmarks/fanout.py's query) to A with ``--concurrency`` in flight, then to B (the
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import statistics
 import subprocess
@@ -31,6 +34,7 @@ import httpx
 from fanout import (
     HEADERS,
     PAYLOAD,
+    Collector,
     gateway_env,
     start_gateway,
     start_simulators,
@@ -38,7 +42,7 @@ from fanout import (
     write_config,
 )
 
-from tokengate.upstreams.loopback import free_port
+from tokengate.upstreams.loopback import free_port, serve_in_thread
 
 # ``tokengate serve`` with the schema's executor swapped for Strawberry's stock one.
 STOCK_EXECUTOR = """
@@ -113,6 +117,9 @@ def main() -> None:
     versus.add_argument(
         "--stock-executor", action="store_true", help="A: this tree, stock graphql-core execution"
     )
+    versus.add_argument(
+        "--tracing", action="store_true", help="A: this tree; B: this tree exporting spans"
+    )
     parser.add_argument("--rounds", type=int, default=12)
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--concurrency", type=int, default=32)
@@ -136,7 +143,12 @@ def main() -> None:
         ).stdout
         subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
     gateways: list[tuple[subprocess.Popen[bytes], str]] = []
+    collector = Collector()
+    exits = contextlib.ExitStack()
     try:
+        if args.tracing:
+            collector_url = exits.enter_context(serve_in_thread(collector))
+            env_b = {**env, "OTEL_EXPORTER_OTLP_ENDPOINT": collector_url}
         for name in "AB":
             port = free_port()
             config = write_config(workdir / f"{name}.toml", sims, str(workdir / f"{name}.db"))
@@ -145,6 +157,9 @@ def main() -> None:
                 process = start_stock(
                     config, port, {**env, "PYTHONPATH": str(root)}, gateway_cpus, log
                 )
+            elif args.tracing:
+                own = env_b if name == "B" else env
+                process = start_gateway(config, port, own, gateway_cpus, log, root)
             else:
                 code = tree if name == "A" else root
                 process = start_gateway(config, port, env, gateway_cpus, log, code)
@@ -176,10 +191,13 @@ def main() -> None:
         for sim in sim_processes:
             sim.terminate()
             sim.wait(timeout=30)
+        exits.close()
     ratios = [b / a - 1 for a, b in zip(cpu[0], cpu[1], strict=True)]
-    versus = args.ab or "this tree with the stock executor"
+    versus = args.ab or (
+        "this tree without OTEL_* settings" if args.tracing else "this tree with the stock executor"
+    )
     print(
-        f"A = {versus}, B = this tree; {args.rounds} rounds of {args.requests} requests, "
+        f"A = {versus}, B = this tree{' exporting spans' if args.tracing else ''}; {args.rounds} rounds of {args.requests} requests, "
         f"{args.concurrency} in flight, upstream latency {args.latency_ms:.0f} ms"
     )
     for name, samples, rates in zip("AB", cpu, rate, strict=True):
@@ -189,6 +207,8 @@ def main() -> None:
         )
     print(f"B/A - 1, paired median: {statistics.median(ratios):+.1%} CPU per request")
     print(f"rounds where B used less CPU: {sum(r < 0 for r in ratios)} of {len(ratios)}")
+    if args.tracing:
+        print(f"collector: {collector.exports} exports, {collector.bytes} bytes")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import logging
@@ -28,6 +29,7 @@ from tokengate.gateway.drain import CloseWhileDraining, Drain
 from tokengate.gateway.logs import FIELDS, request_id_var
 from tokengate.gateway.metrics import Metrics
 from tokengate.gateway.replicas import Replicas
+from tokengate.gateway.tracing import TraceRequests, Tracing
 from tokengate.gateway.upstream_factory import build_upstreams, http_client
 from tokengate.gateway.view import GatewayView
 from tokengate.schema.build import build_schema
@@ -190,15 +192,24 @@ class _LazyGraphQL:
         await self.app(scope, receive, send)
 
 
+ROUTES = frozenset({"/graphql", "/healthz", "/readyz", "/metrics"})
+
+
 def create_app(
-    config: Config, *, freeze_heap: bool = False, drain_on_sigterm: bool = False
+    config: Config,
+    *,
+    freeze_heap: bool = False,
+    drain_on_sigterm: bool = False,
+    tracing: Tracing | None = None,
 ) -> Starlette:
     """The gateway as an ASGI app. ``freeze_heap`` (for a served process, not for tests
     that build many apps in one process): once started, move every object alive so far
     (schema, modules, pools) out of the garbage collector's sight with ``gc.freeze()``, so
     that collections during requests scan only what requests allocate: the long-lived heap
     is large next to a request's garbage. ``drain_on_sigterm`` (for a served process):
-    SIGTERM drains first (gateway.drain)."""
+    SIGTERM drains first (gateway.drain). ``tracing``: where spans go (default: from the
+    ``OTEL_*`` environment, gateway/tracing.py)."""
+    tracing = Tracing.from_env() if tracing is None else tracing
     schema = build_schema(
         Limits(
             max_depth=config.limits.max_depth,
@@ -253,6 +264,8 @@ def create_app(
             await replicas.aclose()
             await service.aclose()
             await client.aclose()
+            if tracing.exporting:  # flushes the last spans: may wait on the collector
+                await asyncio.to_thread(tracing.shutdown)
 
     async def healthz(_request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
@@ -277,6 +290,8 @@ def create_app(
         return JSONResponse(body, status_code=200 if store_ok else 503)
 
     middleware = [
+        # Outermost: the access line and everything else run inside the request's span.
+        Middleware(TraceRequests, tracing=tracing, routes=ROUTES),
         Middleware(RequestId, metrics=metrics),
         Middleware(CloseWhileDraining, drain=drain),
         Middleware(BodyLimit, max_bytes=config.limits.max_body_bytes),

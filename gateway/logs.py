@@ -8,7 +8,6 @@ structured fields a record carries (``log.warning(..., extra={"fields": {...}})`
 
 from __future__ import annotations
 
-import contextvars
 import json
 import logging
 import re
@@ -16,13 +15,17 @@ import sys
 import time
 from typing import Any
 
-request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
-    "request_id", default=None
-)
+from opentelemetry import trace
+
+# Defined beside the trace context upstream requests carry (they send it as X-Request-Id).
+from tokengate.upstreams.trace_context import request_id_var as request_id_var
+
 # The record attribute holding a line's structured fields: ``extra={FIELDS: {...}}``.
 FIELDS = "fields"
 # Keys of the line itself, which a field never replaces.
-_RESERVED = frozenset({"ts", "level", "logger", "message", "request_id", "exception"})
+_RESERVED = frozenset(
+    {"ts", "level", "logger", "message", "request_id", "trace_id", "span_id", "exception"}
+)
 
 _PATTERNS = [
     (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+"), r"\1 [REDACTED]"),
@@ -76,6 +79,9 @@ def fields_of(record: logging.LogRecord) -> dict[str, Any]:
 
 
 class JsonFormatter(logging.Formatter):
+    """One JSON object per line; within a request, with its ``request_id`` and the
+    ``trace_id``/``span_id`` of its server span (the ids a ``traceparent`` carries)."""
+
     def format(self, record: logging.LogRecord) -> str:
         payload: dict[str, Any] = {
             "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
@@ -87,6 +93,10 @@ class JsonFormatter(logging.Formatter):
         request_id = request_id_var.get()
         if request_id:
             payload["request_id"] = request_id
+        span_context = trace.get_current_span().get_span_context()
+        if span_context.is_valid:
+            payload["trace_id"] = f"{span_context.trace_id:032x}"
+            payload["span_id"] = f"{span_context.span_id:016x}"
         for key, value in fields_of(record).items():
             if key not in _RESERVED:
                 payload[key] = value

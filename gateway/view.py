@@ -7,17 +7,18 @@ from collections.abc import Mapping
 from typing import Any
 
 import orjson
-from cross_web import HTTPException
+from cross_web import AsyncHTTPRequestAdapter, HTTPException
 from graphql import GraphQLError
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 from strawberry.asgi import GraphQL
-from strawberry.http import GraphQLHTTPResponse
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.types import ExecutionResult
 
 from tokengate.gateway import request_facts
 from tokengate.gateway.logs import request_id_var
+from tokengate.gateway.tracing import set_operation_name
 from tokengate.schema.context import Context
 from tokengate.schema.errors import format_error
 from tokengate.schema.loaders import TokenLoader
@@ -148,6 +149,14 @@ class GatewayView(GraphQL[Context, None]):
         if media_type is not None:
             response.headers["content-type"] = media_type
         return response
+
+    async def parse_http_body(
+        self, request: AsyncHTTPRequestAdapter
+    ) -> GraphQLRequestData | list[GraphQLRequestData]:
+        data = await super().parse_http_body(request)
+        if isinstance(data, GraphQLRequestData):  # batches are refused
+            set_operation_name(data.operation_name)
+        return data
 
     def encode_json(self, data: object) -> bytes:
         return orjson.dumps(data)

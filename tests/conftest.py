@@ -125,11 +125,15 @@ class Gateway:
         *,
         secret: str | None = None,
         headers: dict[str, str] | None = None,
+        operation_name: str | None = None,
     ) -> httpx.Response:
         auth = {"Authorization": f"Bearer {secret or self.admin_secret}"}
+        body: dict[str, Any] = {"query": query, "variables": variables or {}}
+        if operation_name is not None:
+            body["operationName"] = operation_name
         return httpx.post(
             f"{self.url}/graphql",
-            json={"query": query, "variables": variables or {}},
+            json=body,
             headers={**auth, **(headers or {})},
             timeout=30,
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import unicodedata
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -11,8 +12,10 @@ from urllib.parse import quote
 
 import httpx
 import orjson
+from opentelemetry.trace import Span, SpanKind, StatusCode
 
 from tokengate.upstreams import errors
+from tokengate.upstreams.trace_context import PROPAGATING, outbound_headers, tracer_var
 
 
 def base_url(value: str) -> str:
@@ -90,14 +93,75 @@ class UpstreamHttp:
         content: bytes | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> httpx.Response:
-        """The response to one request (``headers`` add to the constructor's)."""
+        """The response to one request (``headers`` add to the constructor's).
+
+        One client span per request (so per attempt under retries), child of the request's
+        server span, named ``METHOD key``; the request carries it as ``traceparent``, and
+        the request's ``X-Request-Id``. The span holds no URL: paths and queries can carry
+        user ids and a caller's filters.
+        """
+        tracer = tracer_var.get()
+        if tracer is PROPAGATING:  # nothing records: only the headers, no span object
+            return await self._send(
+                None,
+                method,
+                request_url(url, None if params is None else tuple(params.items())),
+                json=json,
+                content=content,
+                headers={**self._headers, **headers} if headers else self._headers,
+            )
+        span = tracer.start_span(
+            f"{method} {self._key}",
+            kind=SpanKind.CLIENT,
+            attributes={"tokengate.source": self._key, "http.request.method": method},
+        )
+        try:
+            response = await self._send(
+                span,
+                method,
+                request_url(url, None if params is None else tuple(params.items())),
+                json=json,
+                content=content,
+                headers={**self._headers, **headers} if headers else self._headers,
+            )
+        except errors.UpstreamError as exc:
+            if span.is_recording():
+                if exc.status is not None:
+                    span.set_attribute("http.response.status_code", exc.status)
+                span.set_attribute("tokengate.outcome", exc.reason.lower())
+                span.set_status(StatusCode.ERROR, exc.message)
+            raise
+        except BaseException as exc:  # cancelled (a deadline, a client gone), or a bug
+            if span.is_recording():
+                cancelled = isinstance(exc, asyncio.CancelledError)
+                span.set_attribute("tokengate.outcome", "cancelled" if cancelled else "error")
+                span.set_status(StatusCode.ERROR, type(exc).__name__)
+            raise
+        else:
+            if span.is_recording():
+                span.set_attribute("http.response.status_code", response.status_code)
+                span.set_attribute("tokengate.outcome", "ok")
+        finally:
+            span.end()
+        return response
+
+    async def _send(
+        self,
+        span: Span | None,
+        method: str,
+        url: httpx.URL,
+        *,
+        json: object,
+        content: bytes | None,
+        headers: Mapping[str, str],
+    ) -> httpx.Response:
         try:
             response = await self._client.request(
                 method,
-                request_url(url, None if params is None else tuple(params.items())),
+                url,
                 content=content,
                 json=json,
-                headers={**self._headers, **headers} if headers else self._headers,
+                headers=outbound_headers(headers, span),
                 timeout=self._timeout,
             )
         except httpx.TimeoutException:

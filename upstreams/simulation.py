@@ -86,7 +86,7 @@ class SimulatorControl:
         )
 
 
-_LOGGED_HEADERS = ("if-match", "content-type", "accept")
+_LOGGED_HEADERS = ("if-match", "content-type", "accept", "traceparent", "x-request-id")
 
 
 class SimulatorMiddleware:
