@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import IO
 
 import httpx
 import pytest
@@ -264,3 +265,60 @@ def test_workers_are_refused_with_demo_and_out_of_range(tmp_path: Path) -> None:
     assert demo.returncode == 2 and "drop --workers" in demo.stderr
     zero = cli("serve", "--workers", "0", cwd=tmp_path)
     assert zero.returncode != 0 and "--workers must be between 1 and 64" in zero.stderr
+
+
+def test_demo_metrics_show_every_source(tmp_path: Path) -> None:
+    """`serve --demo`, a few queries, then /metrics: every source's upstream series is
+    non-zero (what an operator trying the demo looks at first)."""
+    import re
+    import time
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from tokengate.upstreams.loopback import free_port
+
+    port = free_port()
+    out = (tmp_path / "demo.log").open("w+")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tokengate.gateway.cli", "serve", "--demo", "--port", str(port)],
+        cwd=tmp_path,
+        env={**os.environ, "TOKENGATE_SHUTDOWN_DELAY_S": "0"},
+        stdout=out,
+        stderr=out,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(url, process, path="/readyz", timeout_s=60)
+        deadline = time.monotonic() + 30
+        while not (found := re.search(r"Bearer (tg_demo_[A-Za-z0-9_-]+)", _read(out))):
+            assert time.monotonic() < deadline, "the demo printed no admin token"
+            time.sleep(0.2)
+        secret = found.group(1)
+        page = '{ tokens(first: 20, filter: {userId: "anna.de.vries@example.com"}) '
+        page += "{ edges { node { id } } failedSources { reason } } }"
+        for _ in range(3):
+            response = query(url, secret, page)
+            assert response.status_code == 200, response.text
+            assert response.json()["data"]["tokens"]["failedSources"] == []
+        text = httpx.get(f"{url}/metrics").text
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    calls: dict[str, float] = {}
+    timed: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "tokengate_upstream_requests_total":
+                if sample.labels["outcome"] == "ok":
+                    calls[sample.labels["source"]] = sample.value
+            elif sample.name == "tokengate_upstream_request_duration_seconds_count":
+                timed[sample.labels["source"]] = sample.value
+    expected = {"internal": 3.0, "amper": 3.0, "idp": 3.0, "fleet": 3.0}
+    assert calls == expected
+    assert timed == expected
+    assert secret not in text
+
+
+def _read(log: IO[str]) -> str:
+    log.seek(0)
+    return log.read()
