@@ -1,0 +1,213 @@
+"""Honest failure reasons: each way an upstream connection fails x both transports.
+
+Real loopback HTTP to a simulator whose faults cut the connection the way a failing server
+does (a TCP reset, a clean close, an answer cut short), a closed port for a refused
+connection, and a hang for the one real timeout. A dropped connection is UNAVAILABLE and
+says how it dropped, within milliseconds; only a time limit that ran out is TIMEOUT.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import BOOTSTRAP, Gateway, gateway_config
+from tokengate.gateway.app import create_app
+from tokengate.gateway.demo import Simulated, simulators
+from tokengate.gateway.upstream_factory import TRANSPORT_ENV, http_client
+from tokengate.upstreams import errors
+from tokengate.upstreams.http_edge import UpstreamHttp
+from tokengate.upstreams.loopback import free_port, serve_in_thread
+
+TRANSPORTS = ["aiohttp", "httpx"]
+TIMEOUT_S = 5.0  # far above what a dropped connection may take to be reported
+HANG_TIMEOUT_S = 0.3
+DROPPED_WITHIN_S = 0.5
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    fault: dict[str, Any] | None  # None: the request goes to a closed port
+    error: type[errors.UpstreamError]
+    reason: str
+    code: str
+    says: str  # the message after the source's name
+
+
+CASES: dict[str, Case] = {
+    "refused": Case(
+        None,
+        errors.UpstreamUnavailable,
+        "UNAVAILABLE",
+        "UPSTREAM_UNAVAILABLE",
+        "refused the connection",
+    ),
+    "reset": Case(
+        {"kind": "reset"},
+        errors.UpstreamUnavailable,
+        "UNAVAILABLE",
+        "UPSTREAM_UNAVAILABLE",
+        "reset the connection",
+    ),
+    "close": Case(
+        {"kind": "close"},
+        errors.UpstreamUnavailable,
+        "UNAVAILABLE",
+        "UPSTREAM_UNAVAILABLE",
+        "closed the connection before answering",
+    ),
+    "mid_reply": Case(
+        {"kind": "mid_reply"},
+        errors.UpstreamUnavailable,
+        "UNAVAILABLE",
+        "UPSTREAM_UNAVAILABLE",
+        "closed the connection before its answer was complete",
+    ),
+    "hang": Case(
+        {"kind": "hang", "hang_s": 1.5},
+        errors.UpstreamTimeout,
+        "TIMEOUT",
+        "UPSTREAM_TIMEOUT",
+        f"did not answer within {HANG_TIMEOUT_S:g} s",
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def amper() -> Iterator[Simulated]:
+    with simulators(("amper",), count=3) as running:
+        [sim] = running.values()
+        yield sim
+
+
+@pytest.fixture
+def sim(amper: Simulated) -> Iterator[Simulated]:
+    """The simulator with an empty log and no faults, before and after the test."""
+    amper.state.control.requests.clear()
+    amper.state.control.set_faults([])
+    yield amper
+    amper.state.control.set_faults([])
+
+
+def _timeout(case: Case) -> float:
+    return HANG_TIMEOUT_S if case.reason == "TIMEOUT" else TIMEOUT_S
+
+
+@pytest.mark.parametrize("pooled", [False, True], ids=["new-connection", "pooled-connection"])
+@pytest.mark.parametrize("case_name", list(CASES))
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_edge_reports_what_happened(
+    sim: Simulated,
+    monkeypatch: pytest.MonkeyPatch,
+    transport: str,
+    case_name: str,
+    pooled: bool,
+) -> None:
+    case = CASES[case_name]
+    monkeypatch.setenv(TRANSPORT_ENV, transport)
+    client = http_client()
+    name = sim.source.name
+    edge = UpstreamHttp(
+        key="music",
+        name=name,
+        client=client,
+        timeout_s=_timeout(case),
+        headers={},
+        credential="API token",
+    )
+    url = f"{sim.url}/v1/access_tokens" if case.fault else f"http://127.0.0.1:{free_port()}/v1"
+    try:
+        if pooled:  # a kept-alive connection from an earlier answer carries the request
+            assert (await client.get(f"{sim.url}/v1/access_tokens")).status_code == 401
+        sim.state.control.requests.clear()
+        sim.state.control.set_faults([case.fault] if case.fault else [])
+        started = time.monotonic()
+        with pytest.raises(errors.UpstreamError) as caught:
+            await edge.send("GET", url)
+        elapsed = time.monotonic() - started
+    finally:
+        await client.aclose()
+    error = caught.value
+    assert type(error) is case.error
+    assert (error.reason, error.code, error.source) == (case.reason, case.code, "music")
+    assert error.message == f"{name} {case.says}"
+    assert error.status is None, "no answer came, so no status"
+    if case.reason == "TIMEOUT":
+        assert HANG_TIMEOUT_S * 0.9 <= elapsed < HANG_TIMEOUT_S + 1.5
+    else:
+        assert elapsed < DROPPED_WITHIN_S, f"reported after {elapsed * 1000:.0f} ms"
+    # Sent once: no transport asks again behind the retry policy's back.
+    assert len(sim.state.control.requests) == (1 if case.fault else 0)
+
+
+def test_unfaulted_request_succeeds(sim: Simulated) -> None:
+    """The control: without a fault the same request is answered (so the cases above fail
+    because of the fault, not the request)."""
+    token = sim.info["token"]
+    response = httpx.get(
+        f"{sim.url}/v1/access_tokens", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert response.status_code == 200 and response.json()["data"]
+
+
+GONE_KEY = "gone"
+
+
+@pytest.fixture(scope="module", params=TRANSPORTS)
+def gateway(
+    request: pytest.FixtureRequest, amper: Simulated, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Gateway]:
+    """A gateway over the simulator (no retries: one attempt, timed) and over a source whose
+    port nothing listens on, with either transport."""
+    home: Path = tmp_path_factory.mktemp(f"reasons-{request.param}")
+    # The call's own deadline (total_timeout_s) later than the request's time limit: the
+    # limit that runs out is the request's, whose message the test reads.
+    live = dataclasses.replace(
+        amper.source, timeout_s=HANG_TIMEOUT_S, total_timeout_s=HANG_TIMEOUT_S + 2, retries=0
+    )
+    gone = dataclasses.replace(
+        amper.source, key=GONE_KEY, base_url=f"http://127.0.0.1:{free_port()}", retries=0
+    )
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TOKENGATE_BOOTSTRAP_TOKEN", BOOTSTRAP)
+        mp.setenv(TRANSPORT_ENV, request.param)
+        config = gateway_config(home, sources=(live, gone))
+        with serve_in_thread(create_app(config)) as url:
+            yield Gateway(url=url, admin_secret=BOOTSTRAP, config=config)
+
+
+PAGE = (
+    "query ($sources: [String!]) { tokens(first: 5, filter: {sources: $sources}) "
+    "{ edges { node { id } } failedSources { source { key } reason } } }"
+)
+
+
+@pytest.mark.parametrize("case_name", list(CASES))
+def test_graphql_reports_reason_code_and_message(
+    gateway: Gateway, sim: Simulated, case_name: str
+) -> None:
+    case = CASES[case_name]
+    key = sim.source.key if case.fault else GONE_KEY
+    sim.state.control.set_faults([case.fault] if case.fault else [])
+    started = time.monotonic()
+    response = gateway.post(PAGE, {"sources": [key]})
+    elapsed = time.monotonic() - started
+    assert response.status_code == 200
+    body = response.json()
+    tokens = body["data"]["tokens"]
+    assert tokens["failedSources"] == [{"source": {"key": key}, "reason": case.reason}]
+    [error] = body["errors"]
+    assert error["extensions"]["code"] == case.code
+    assert error["extensions"]["source"] == key
+    assert error["message"] == f"{sim.source.name} {case.says}"
+    assert "127.0.0.1" not in response.text, "no upstream address reaches the caller"
+    if case.reason == "TIMEOUT":
+        assert HANG_TIMEOUT_S * 0.9 <= elapsed < HANG_TIMEOUT_S + 1.5
+    else:
+        assert elapsed < DROPPED_WITHIN_S, f"answered after {elapsed * 1000:.0f} ms"
