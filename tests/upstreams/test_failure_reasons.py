@@ -9,6 +9,7 @@ says how it dropped, within milliseconds; only a time limit that ran out is TIME
 from __future__ import annotations
 
 import dataclasses
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +27,7 @@ from tokengate.upstreams.http_edge import UpstreamHttp
 from tokengate.upstreams.loopback import free_port, serve_in_thread
 
 TRANSPORTS = ["aiohttp", "httpx"]
+CLOSED, SIM, FULL = "closed port", "simulator", "full backlog"
 TIMEOUT_S = 5.0  # far above what a dropped connection may take to be reported
 HANG_TIMEOUT_S = 0.3
 DROPPED_WITHIN_S = 0.5
@@ -33,11 +35,14 @@ DROPPED_WITHIN_S = 0.5
 
 @dataclasses.dataclass(frozen=True)
 class Case:
-    fault: dict[str, Any] | None  # None: the request goes to a closed port
+    fault: dict[str, Any] | None
     error: type[errors.UpstreamError]
     reason: str
     code: str
     says: str  # the message after the source's name
+    # Where the request goes: the simulator (with ``fault``), a port nothing listens on, or
+    # a listener whose backlog is full (a connection attempt gets no answer).
+    target: str = SIM
 
 
 CASES: dict[str, Case] = {
@@ -47,6 +52,7 @@ CASES: dict[str, Case] = {
         "UNAVAILABLE",
         "UPSTREAM_UNAVAILABLE",
         "refused the connection",
+        target=CLOSED,
     ),
     "reset": Case(
         {"kind": "reset"},
@@ -76,7 +82,35 @@ CASES: dict[str, Case] = {
         "UPSTREAM_TIMEOUT",
         f"did not answer within {HANG_TIMEOUT_S:g} s",
     ),
+    "connect-timeout": Case(
+        None,
+        errors.UpstreamTimeout,
+        "TIMEOUT",
+        "UPSTREAM_TIMEOUT",
+        f"did not accept a connection within {HANG_TIMEOUT_S:g} s",
+        target=FULL,
+    ),
 }
+
+
+@pytest.fixture(scope="module")
+def full_backlog() -> Iterator[str]:
+    """The URL of a listener that never accepts and whose backlog is full: Linux drops
+    further connection attempts unanswered, so connecting runs into its time limit."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        fillers = [socket.socket() for _ in range(3)]
+        for filler in fillers:
+            filler.setblocking(False)
+            filler.connect_ex(("127.0.0.1", port))
+        time.sleep(0.05)
+        try:
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            for filler in fillers:
+                filler.close()
 
 
 @pytest.fixture(scope="module")
@@ -99,11 +133,25 @@ def _timeout(case: Case) -> float:
     return HANG_TIMEOUT_S if case.reason == "TIMEOUT" else TIMEOUT_S
 
 
-@pytest.mark.parametrize("pooled", [False, True], ids=["new-connection", "pooled-connection"])
-@pytest.mark.parametrize("case_name", list(CASES))
+def _url(case: Case, sim: Simulated, full_backlog: str) -> str:
+    base = {SIM: sim.url, CLOSED: f"http://127.0.0.1:{free_port()}", FULL: full_backlog}
+    return f"{base[case.target]}/v1/access_tokens"
+
+
+# Each case on a new connection; the simulator's also on a kept-alive one from an earlier
+# answer (how most upstream requests go out).
+EDGE_CASES = [
+    pytest.param(name, pooled, id=f"{name}-{'pooled' if pooled else 'new'}-connection")
+    for name, case in CASES.items()
+    for pooled in ((False, True) if case.target == SIM else (False,))
+]
+
+
+@pytest.mark.parametrize(("case_name", "pooled"), EDGE_CASES)
 @pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_edge_reports_what_happened(
     sim: Simulated,
+    full_backlog: str,
     monkeypatch: pytest.MonkeyPatch,
     transport: str,
     case_name: str,
@@ -118,12 +166,13 @@ async def test_edge_reports_what_happened(
         name=name,
         client=client,
         timeout_s=_timeout(case),
+        connect_timeout_s=_timeout(case),
         headers={},
         credential="API token",
     )
-    url = f"{sim.url}/v1/access_tokens" if case.fault else f"http://127.0.0.1:{free_port()}/v1"
+    url = _url(case, sim, full_backlog)
     try:
-        if pooled:  # a kept-alive connection from an earlier answer carries the request
+        if pooled:
             assert (await client.get(f"{sim.url}/v1/access_tokens")).status_code == 401
         sim.state.control.requests.clear()
         sim.state.control.set_faults([case.fault] if case.fault else [])
@@ -156,28 +205,35 @@ def test_unfaulted_request_succeeds(sim: Simulated) -> None:
     assert response.status_code == 200 and response.json()["data"]
 
 
-GONE_KEY = "gone"
+# The source each target is: the simulator's own, or one of these two.
+KEYS = {CLOSED: "gone", FULL: "stuck"}
 
 
 @pytest.fixture(scope="module", params=TRANSPORTS)
 def gateway(
-    request: pytest.FixtureRequest, amper: Simulated, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest,
+    amper: Simulated,
+    full_backlog: str,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Gateway]:
-    """A gateway over the simulator (no retries: one attempt, timed) and over a source whose
-    port nothing listens on, with either transport."""
+    """A gateway over the simulator (no retries: one attempt, timed), a source whose port
+    nothing listens on and one that accepts no connection, with either transport."""
     home: Path = tmp_path_factory.mktemp(f"reasons-{request.param}")
     # The call's own deadline (total_timeout_s) later than the request's time limit: the
     # limit that runs out is the request's, whose message the test reads.
-    live = dataclasses.replace(
-        amper.source, timeout_s=HANG_TIMEOUT_S, total_timeout_s=HANG_TIMEOUT_S + 2, retries=0
-    )
-    gone = dataclasses.replace(
-        amper.source, key=GONE_KEY, base_url=f"http://127.0.0.1:{free_port()}", retries=0
-    )
+    limits = {
+        "timeout_s": HANG_TIMEOUT_S,
+        "connect_timeout_s": HANG_TIMEOUT_S,
+        "total_timeout_s": HANG_TIMEOUT_S + 2,
+        "retries": 0,
+    }
+    live = dataclasses.replace(amper.source, **limits)
+    gone = dataclasses.replace(live, key=KEYS[CLOSED], base_url=f"http://127.0.0.1:{free_port()}")
+    stuck = dataclasses.replace(live, key=KEYS[FULL], base_url=full_backlog)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("TOKENGATE_BOOTSTRAP_TOKEN", BOOTSTRAP)
         mp.setenv(TRANSPORT_ENV, request.param)
-        config = gateway_config(home, sources=(live, gone))
+        config = gateway_config(home, sources=(live, gone, stuck))
         with serve_in_thread(create_app(config)) as url:
             yield Gateway(url=url, admin_secret=BOOTSTRAP, config=config)
 
@@ -193,7 +249,7 @@ def test_graphql_reports_reason_code_and_message(
     gateway: Gateway, sim: Simulated, case_name: str
 ) -> None:
     case = CASES[case_name]
-    key = sim.source.key if case.fault else GONE_KEY
+    key = KEYS.get(case.target, sim.source.key)
     sim.state.control.set_faults([case.fault] if case.fault else [])
     started = time.monotonic()
     response = gateway.post(PAGE, {"sources": [key]})
