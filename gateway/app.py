@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -38,6 +39,11 @@ from tokengate.upstreams.store import SecretHasher, StoreSource, create_engine, 
 log = logging.getLogger("tokengate.app")
 access = logging.getLogger("tokengate.access")
 BOOTSTRAP_ENV = "TOKENGATE_BOOTSTRAP_TOKEN"
+# Responses over 1 KiB are gzipped for clients that accept it: below that, gzip's framing
+# saves next to nothing. Level 3, the best of zlib's fast levels: on 20- and 100-token
+# pages, levels 4-9 take much longer for a few per cent less (benchmarks/README.md).
+GZIP_OVER_BYTES = 1024
+GZIP_LEVEL = 3
 # Set by `tokengate serve --workers N` for its worker processes (not for users).
 WORKER_LOG_LEVEL_ENV = "TOKENGATE_WORKER_LOG_LEVEL"
 
@@ -233,7 +239,8 @@ def create_app(config: Config, *, freeze_heap: bool = False) -> Starlette:
         return JSONResponse(body, status_code=200 if store_ok else 503)
 
     middleware = [
-        Middleware(RequestId),
+        Middleware(RequestId),  # outermost: its header and access line see the final answer
+        Middleware(GZipMiddleware, minimum_size=GZIP_OVER_BYTES + 1, compresslevel=GZIP_LEVEL),
         Middleware(BodyLimit, max_bytes=config.limits.max_body_bytes),
     ]
     if config.server.cors_origins:
