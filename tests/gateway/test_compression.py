@@ -103,3 +103,19 @@ def test_access_log_sees_compressed_answers(
     assert response.headers["content-encoding"] == "gzip"
     access = [line for line in captured_logs.lines if line.startswith("tokengate.access")]
     assert any("POST /graphql 200" in line for line in access), access
+
+
+def _sized(raw_client: httpx.Client, gw: Gateway, size: int) -> str:
+    """A query whose answer is ``size`` bytes: one aliased field, the alias padding it."""
+    _, wire = post(raw_client, gw, "{ a: __typename }")
+    return "{ a" + "a" * (size - len(wire)) + ": __typename }"
+
+
+def test_threshold_is_over_one_kib(gw: Gateway, raw_client: httpx.Client) -> None:
+    accepts = {"Accept-Encoding": "gzip"}
+    for size, compressed in ((GZIP_OVER_BYTES, False), (GZIP_OVER_BYTES + 1, True)):
+        plain = post(raw_client, gw, _sized(raw_client, gw, size))[1]
+        assert len(plain) == size
+        response, wire = post(raw_client, gw, _sized(raw_client, gw, size), accepts)
+        assert (response.headers.get("content-encoding") == "gzip") is compressed, size
+        assert (gzip.decompress(wire) if compressed else wire) == plain
