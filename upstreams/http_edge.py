@@ -140,9 +140,14 @@ class UpstreamHttp:
             return errors.UpstreamTimeout(
                 self._key, f"{name} did not accept a connection within {self._connect_s:g} s"
             )
-        if isinstance(exc, httpx.TimeoutException):
+        if isinstance(exc, httpx.PoolTimeout):  # the gateway's own connections all busy
             return errors.UpstreamTimeout(
-                self._key, f"{name} did not answer within {self._timeout_s:g} s"
+                self._key, f"no connection to {name} came free within {self._timeout_s:g} s"
+            )
+        if isinstance(exc, httpx.TimeoutException):
+            what = "finish its answer" if answered else "answer"
+            return errors.UpstreamTimeout(
+                self._key, f"{name} did not {what} within {self._timeout_s:g} s"
             )
         if not isinstance(exc, httpx.TransportError):
             return errors.BadUpstreamResponse(self._key, f"{name} sent an unreadable response")

@@ -19,7 +19,8 @@ Fault kinds, each the way a failing server really behaves on the wire:
     malformed  a complete answer whose JSON is cut short
     reset      a TCP reset (RST) before any answer
     close      the connection closed cleanly (FIN) before any answer
-    mid_reply  the status line, headers and part of the body, then the connection closed
+    mid_reply  the status line, headers and part of the body, then (after ``stall_s``) the
+               connection closed
 A refused connection needs no fault: nothing listens on a closed port.
 """
 
@@ -48,6 +49,7 @@ class Fault:
     retry_after: int | None = None
     hang_s: float = 30.0
     latency_ms: float = 0.0
+    stall_s: float = 0.0
     method: str | None = None
     path_prefix: str = "/"
     times: int | None = None
@@ -159,6 +161,7 @@ class SimulatorMiddleware:
             await send({"type": "http.response.start", "status": 200, "headers": headers})
             part = b'{"data": [{"id": "cut-short"'
             await send({"type": "http.response.body", "body": part, "more_body": True})
+            await asyncio.sleep(min(fault.stall_s, MAX_HANG_S))
             await _drop(scope, receive, reset=False)
         else:
             extra = []

@@ -82,6 +82,13 @@ CASES: dict[str, Case] = {
         "UPSTREAM_TIMEOUT",
         f"did not answer within {HANG_TIMEOUT_S:g} s",
     ),
+    "stalled-mid-reply": Case(
+        {"kind": "mid_reply", "stall_s": 1.5},
+        errors.UpstreamTimeout,
+        "TIMEOUT",
+        "UPSTREAM_TIMEOUT",
+        f"did not finish its answer within {HANG_TIMEOUT_S:g} s",
+    ),
     "connect-timeout": Case(
         None,
         errors.UpstreamTimeout,
