@@ -7,11 +7,18 @@ answer to the fan-out benchmark's page at 20 and at 100 tokens, then compresses 
 at every level as Starlette's GZipMiddleware does (one zlib stream in gzip framing), the
 levels interleaved round after round so the machine's drift falls on all of them alike.
 Prints per level the median microseconds and the compressed size.
+
+Then the whole middleware as the gateway runs it (``gateway/app.py``'s settings), called
+directly as ASGI around an app that answers the 20-token page: no middleware, the
+middleware with a client that does not accept gzip, and with one that does, interleaved;
+the median microseconds of each: what gzip costs the gateway's CPU per page, without the
+network and scheduling noise a fan-out run carries.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import statistics
 import tempfile
@@ -20,8 +27,10 @@ import zlib
 from pathlib import Path
 
 import httpx
+from starlette.middleware.gzip import GZipMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tokengate.gateway.app import create_app
+from tokengate.gateway.app import GZIP_LEVEL, GZIP_OVER_BYTES, create_app
 from tokengate.gateway.config import Config, LimitsConfig, StoreConfig
 from tokengate.gateway.demo import simulators
 from tokengate.upstreams.loopback import serve_in_thread
@@ -66,11 +75,47 @@ def gzipped(body: bytes, level: int) -> bytes:
     return compressor.compress(body) + compressor.flush()
 
 
+def middleware_costs(body: bytes, rounds: int) -> dict[str, float]:
+    """Median microseconds of one answer through: no middleware, the middleware without and
+    with ``Accept-Encoding: gzip``."""
+
+    async def answer(scope: Scope, receive: Receive, send: Send) -> None:
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        return None
+
+    gzipped_app = GZipMiddleware(answer, minimum_size=GZIP_OVER_BYTES + 1, compresslevel=GZIP_LEVEL)
+    cases: dict[str, tuple[ASGIApp, list[tuple[bytes, bytes]]]] = {
+        "no middleware": (answer, [(b"accept-encoding", b"gzip")]),
+        "middleware, identity": (gzipped_app, []),
+        "middleware, gzip": (gzipped_app, [(b"accept-encoding", b"gzip")]),
+    }
+
+    async def run() -> dict[str, float]:
+        times: dict[str, list[float]] = {name: [] for name in cases}
+        for _ in range(rounds):
+            for name, (app, headers) in cases.items():
+                scope: Scope = {"type": "http", "method": "POST", "path": "/", "headers": headers}
+                started = time.perf_counter()
+                await app(scope, receive, send)
+                times[name].append((time.perf_counter() - started) * 1e6)
+        return {name: statistics.median(samples) for name, samples in times.items()}
+
+    return asyncio.run(run())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=200)
     args = parser.parse_args()
-    for name, body in answers().items():
+    found = answers()
+    for name, body in found.items():
         times: dict[int, list[float]] = {level: [] for level in LEVELS}
         for _ in range(args.rounds):
             for level in LEVELS:
@@ -84,6 +129,10 @@ def main() -> None:
                 f"  level {level}: {statistics.median(times[level]):7.1f} us, "
                 f"{size:6,} bytes ({size / len(body):.1%})"
             )
+    page = found["20-token page"]
+    print(f"GZipMiddleware at level {GZIP_LEVEL}, 20-token page, {args.rounds} rounds interleaved")
+    for case, median in middleware_costs(page, args.rounds).items():
+        print(f"  {case}: {median:7.1f} us")
 
 
 if __name__ == "__main__":
