@@ -32,7 +32,7 @@ import json
 import socket
 import struct
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -93,6 +93,9 @@ class SimulatorControl:
 
     def set_faults(self, specs: list[dict[str, Any]]) -> None:
         allowed = set(Fault.__dataclass_fields__) - {"seen"}
+        unknown = {s.get("kind") for s in specs} - set(get_args(FaultKind))
+        if unknown:  # a misspelt kind would otherwise be a plain HTTP 500
+            raise ValueError(f"unknown fault kind(s) {sorted(map(str, unknown))}")
         self.faults = [Fault(**{k: v for k, v in s.items() if k in allowed}) for s in specs]
 
     def count(self, method: str | None = None, path_prefix: str = "/") -> int:

@@ -274,3 +274,13 @@ def test_graphql_reports_reason_code_and_message(
         assert HANG_TIMEOUT_S * 0.9 <= elapsed < HANG_TIMEOUT_S + 1.5
     else:
         assert elapsed < DROPPED_WITHIN_S, f"answered after {elapsed * 1000:.0f} ms"
+
+
+def test_simulator_refuses_an_unknown_fault_kind(sim: Simulated) -> None:
+    """A misspelt kind is refused (HTTP 400), not silently served as an HTTP 500 fault."""
+    faults = f"{sim.url}/_sim/faults"
+    assert httpx.post(faults, json={"faults": [{"kind": "closed"}]}).status_code == 400
+    assert sim.state.control.faults == []
+    kinds = [{"kind": k} for k in ("reset", "close", "mid_reply")]
+    assert httpx.post(faults, json={"faults": kinds}).status_code == 204
+    assert [f.kind for f in sim.state.control.faults] == ["reset", "close", "mid_reply"]
