@@ -1,7 +1,8 @@
 """Fan-out benchmark (run by hand): one page over every source, each upstream 50 ms slow.
 
     python benchmarks/fanout.py [--requests 200] [--latency-ms 50] [--transport aiohttp|httpx]
-                                [--no-pin] [--fresh-answers] [--ab REF | --tracing-ab]
+                                [--no-pin] [--fresh-answers] [--gzip]
+                                [--ab REF | --tracing-ab | --gzip-pair]
 
 Each simulator (`tokengate simulate --provider P`) and the gateway (`tokengate serve`) run
 in their own processes, so the measured latency is the gateway's, not the simulators' work
@@ -28,12 +29,18 @@ versions see the same moments, so differences of ~0.1 ms show.
 ``--tracing-ab`` pairs this tree with itself: A without ``OTEL_*`` settings (trace context
 propagated, nothing recorded), B exporting every span over OTLP/HTTP to a dummy collector
 on loopback: the cost of tracing when it is configured.
+
+``--gzip`` sends ``Accept-Encoding: gzip`` with every page (the time includes reading the
+smaller body, not the client's decompression). ``--gzip-pair`` runs one gateway and
+alternates pages with and without it; prints both p50s, the paired median of the
+differences and both answer sizes: what compression costs or saves per page.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import gzip
 import http.client
 import json
 import os
@@ -211,14 +218,26 @@ PAYLOAD = json.dumps({"query": QUERY}).encode()
 HEADERS = {"Authorization": f"Bearer {SECRET}", "Content-Type": "application/json"}
 
 
-def fetch_page(connection: http.client.HTTPConnection) -> tuple[float, bytes]:
-    """One page over a kept-alive connection: (milliseconds, body)."""
+GZIP_HEADERS = {**HEADERS, "Accept-Encoding": "gzip"}
+# Bytes of the last answer read, as sent (compressed or not), by whether gzip was asked for.
+WIRE_BYTES: dict[bool, int] = {}
+
+
+def fetch_page(
+    connection: http.client.HTTPConnection, accept_gzip: bool = False
+) -> tuple[float, bytes]:
+    """One page over a kept-alive connection: (milliseconds, body as JSON text)."""
     started = time.perf_counter()
-    connection.request("POST", "/graphql", body=PAYLOAD, headers=HEADERS)
+    connection.request(
+        "POST", "/graphql", body=PAYLOAD, headers=GZIP_HEADERS if accept_gzip else HEADERS
+    )
     response = connection.getresponse()
     body = response.read()
     elapsed = (time.perf_counter() - started) * 1000
     assert response.status == 200, (response.status, body[:300])
+    WIRE_BYTES[accept_gzip] = len(body)
+    if response.getheader("content-encoding") == "gzip":
+        body = gzip.decompress(body)
     return elapsed, body
 
 
@@ -322,12 +341,12 @@ def paired_run(
         connections = [http.client.HTTPConnection("127.0.0.1", p, timeout=30) for _, p in gateways]
         for _ in range(20):
             for connection in connections:
-                fetch_page(connection)
+                fetch_page(connection, args.gzip)
         times: list[list[float]] = [[], []]
         cpu_before = [cpu_ms(process.pid) for process, _ in gateways]
         for round_ in range(args.requests):
             for which in (0, 1) if round_ % 2 == 0 else (1, 0):
-                elapsed, raw = fetch_page(connections[which])
+                elapsed, raw = fetch_page(connections[which], args.gzip)
                 assert b'"errors"' not in raw, raw[:300]
                 times[which].append(elapsed)
         cpu = [cpu_ms(p.pid) - before for (p, _), before in zip(gateways, cpu_before, strict=True)]
@@ -336,7 +355,10 @@ def paired_run(
             process.terminate()
             process.wait(timeout=30)
     differences = [b - a for a, b in zip(times[0], times[1], strict=True)]
-    print(f"A/B: {title}; {args.requests} pages each, alternating")
+    print(
+        f"A/B: {title}; {args.requests} pages each, alternating"
+        + ("; Accept-Encoding: gzip" if args.gzip else "")
+    )
     for name, samples, used in zip("AB", times, cpu, strict=True):
         samples.sort()
         p90 = samples[int(len(samples) * 0.9) - 1]
@@ -354,6 +376,36 @@ def cpu_ms(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
 
 
+def gzip_pair_run(args: argparse.Namespace, port: int) -> None:
+    """One gateway, pages alternating with and without ``Accept-Encoding: gzip`` (order
+    swapped every round), each kind on its own kept-alive connection."""
+    connections = {
+        z: http.client.HTTPConnection("127.0.0.1", port, timeout=30) for z in (False, True)
+    }
+    for _ in range(20):
+        for accept, connection in connections.items():
+            fetch_page(connection, accept)
+    times: dict[bool, list[float]] = {False: [], True: []}
+    for round_ in range(args.requests):
+        for accept in (False, True) if round_ % 2 == 0 else (True, False):
+            elapsed, raw = fetch_page(connections[accept], accept)
+            assert b'"errors"' not in raw, raw[:300]
+            times[accept].append(elapsed)
+    differences = [z - p for p, z in zip(times[False], times[True], strict=True)]
+    print(
+        f"gzip pair: {args.requests} pages each, with and without Accept-Encoding: gzip, alternating"
+    )
+    for accept, samples in times.items():
+        samples.sort()
+        p90 = samples[int(len(samples) * 0.9) - 1]
+        name = "gzip    " if accept else "identity"
+        print(
+            f"{name}: p50 {statistics.median(samples):.2f} ms, p90 {p90:.2f} ms, "
+            f"answer {WIRE_BYTES[accept]:,} bytes"
+        )
+    print(f"gzip - identity, paired median: {statistics.median(differences):+.3f} ms")
+
+
 def main() -> None:
     if len(sys.argv) == 5 and sys.argv[1] == "--bare-probe":
         bare_probe(sys.argv[2], int(sys.argv[3]), sys.argv[4])
@@ -366,13 +418,18 @@ def main() -> None:
     parser.add_argument(
         "--fresh-answers", action="store_true", help="every upstream answer in new bytes"
     )
-    parser.add_argument(
+    parser.add_argument("--gzip", action="store_true", help="send Accept-Encoding: gzip")
+    modes = parser.add_mutually_exclusive_group()
+    modes.add_argument(
         "--ab", metavar="REF", help="compare with git ref REF: two gateways, pages alternating"
     )
-    parser.add_argument(
+    modes.add_argument(
         "--tracing-ab",
         action="store_true",
         help="compare this tree without and with OTLP export (to a loopback collector)",
+    )
+    modes.add_argument(
+        "--gzip-pair", action="store_true", help="pages with and without gzip, alternating"
     )
     args = parser.parse_args()
     cpus = sorted(os.sched_getaffinity(0))
@@ -402,10 +459,13 @@ def main() -> None:
         wait_ready(f"{url}/readyz")
         for sim_url, _ in sims.values():
             httpx.post(f"{sim_url}/_sim/faults", json=_sim_settings(args))
+        if args.gzip_pair:
+            gzip_pair_run(args, port)
+            return
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
 
         def page() -> tuple[float, bytes]:
-            return fetch_page(connection)
+            return fetch_page(connection, args.gzip)
 
         for _ in range(20):  # warm-up: connections, caches
             page()
@@ -468,6 +528,7 @@ def main() -> None:
         f"transport: {args.transport}; pages: {args.requests}; "
         f"upstream latency {args.latency_ms:.0f} ms; {pinning}; "
         f"{'fresh answers' if args.fresh_answers else 'answers unchanged between pages'}"
+        + (f"; Accept-Encoding: gzip ({WIRE_BYTES[True]:,} bytes an answer)" if args.gzip else "")
     )
     print(
         f"latency p50 {p50:.1f} ms, p90 {p90:.1f} ms, p99 {p99:.1f} ms (target p50 <= {target:.0f} ms)"

@@ -6,20 +6,97 @@ safe in a path (``%3B`` becomes ``;``, likewise ``%40 %3A %21 %24 %26 %27 %28 %2
 %3D``) and resolves ``%2E%2E`` as a dot segment. An encoded path segment could then leave
 as another path (``..%3B`` as ``..;``, which Java servers may treat as ``..``). Here the URL
 is handed to aiohttp as a ``yarl.URL`` marked already encoded, which it sends as is.
+
+Its failures are mapped here too, to the httpx exceptions httpx's own transport raises for
+the same event: httpx_aiohttp's map turns every ``ClientConnectionError`` (a reset, a
+server that closed the connection, even a refused one) into ``httpx.ConnectTimeout``, and
+the gateway would report a connection dropped in milliseconds as a timeout.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+
+import aiohttp
 import httpx
 import yarl
-from aiohttp import ClientSession, ClientTimeout
+from aiohttp import ClientResponse, ClientSession, ClientTimeout
+from aiohttp import http_exceptions as aiohttp_http
 from httpx_aiohttp import AiohttpTransport
-from httpx_aiohttp.transport import AiohttpResponseStream, map_aiohttp_exceptions
 
 
 def exact_url(url: httpx.URL) -> yarl.URL:
     """``url`` for aiohttp, its percent-encoding and dot segments untouched."""
     return yarl.URL(str(url), encoded=True)
+
+
+def httpx_error(exc: Exception) -> Exception:
+    """The httpx exception for what an aiohttp exception says happened (``exc`` itself when
+    it is no aiohttp failure). Most specific classes first: aiohttp's timeouts are also
+    connection errors, a refused connect is also an ``OSError``."""
+    message = str(exc) or type(exc).__name__
+    mapped: type[httpx.HTTPError]
+    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        mapped = httpx.ConnectTimeout  # connecting, or waiting for a pooled connection
+    elif isinstance(exc, aiohttp.ServerTimeoutError | asyncio.TimeoutError):
+        mapped = httpx.ReadTimeout  # the answer, or its next bytes, did not come in time
+    elif isinstance(exc, aiohttp.InvalidURL):
+        mapped = httpx.UnsupportedProtocol
+    elif isinstance(exc, aiohttp.ClientConnectorError | aiohttp.ServerFingerprintMismatch):
+        mapped = httpx.ConnectError  # refused, unreachable, no such host, TLS refused
+    elif isinstance(exc, aiohttp.ServerDisconnectedError):
+        mapped = httpx.RemoteProtocolError  # closed before (all of) the answer came
+    elif isinstance(exc, aiohttp.ClientPayloadError):
+        # Cut short (fewer bytes than announced, a broken chunk) or the socket failed.
+        cause = exc.__cause__ or exc.__context__
+        cut = isinstance(
+            cause, aiohttp_http.ContentLengthError | aiohttp_http.TransferEncodingError
+        )
+        mapped = httpx.RemoteProtocolError if cut else httpx.ReadError
+    elif isinstance(exc, aiohttp.ClientOSError):
+        mapped = httpx.ReadError  # reset, broken pipe: the socket itself failed
+    elif isinstance(exc, aiohttp.ClientResponseError):
+        mapped = httpx.RemoteProtocolError  # an answer that is not HTTP
+    elif isinstance(exc, aiohttp.ClientConnectionError):
+        mapped = httpx.NetworkError
+    elif isinstance(exc, aiohttp.ClientError):
+        mapped = httpx.TransportError
+    else:
+        return exc
+    error = mapped(message)
+    error.__cause__ = exc
+    return error
+
+
+@contextmanager
+def _httpx_errors() -> Iterator[None]:
+    try:
+        yield
+    except Exception as exc:
+        error = httpx_error(exc)
+        if error is exc:
+            raise
+        raise error from exc
+
+
+class _ResponseStream(httpx.AsyncByteStream):
+    """An aiohttp response's body for httpx, failures mapped as above while it streams."""
+
+    CHUNK_SIZE = 16 * 1024
+
+    def __init__(self, response: ClientResponse) -> None:
+        self._response = response
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        with _httpx_errors():
+            async for chunk in self._response.content.iter_chunked(self.CHUNK_SIZE):
+                yield chunk
+
+    async def aclose(self) -> None:
+        with _httpx_errors():
+            await self._response.__aexit__(None, None, None)
 
 
 class ExactUrlAiohttpTransport(AiohttpTransport):
@@ -33,7 +110,7 @@ class ExactUrlAiohttpTransport(AiohttpTransport):
         if not isinstance(self.client, ClientSession):
             self.client = self.get_client()
         timeout = request.extensions.get("timeout", {})
-        with map_aiohttp_exceptions():
+        with _httpx_errors():
             data: bytes | httpx.AsyncByteStream | None
             try:
                 data = request.content or None
@@ -61,10 +138,10 @@ class ExactUrlAiohttpTransport(AiohttpTransport):
         return httpx.Response(
             status_code=response.status,
             headers=response.raw_headers,
-            stream=AiohttpResponseStream(response),
+            stream=_ResponseStream(response),
             request=request,
             extensions=extensions,
         )
 
 
-__all__ = ["ExactUrlAiohttpTransport", "exact_url"]
+__all__ = ["ExactUrlAiohttpTransport", "exact_url", "httpx_error"]

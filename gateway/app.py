@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -43,6 +44,11 @@ from tokengate.upstreams.store import SecretHasher, StoreSource, create_engine, 
 log = logging.getLogger("tokengate.app")
 access = logging.getLogger("tokengate.access")
 BOOTSTRAP_ENV = "TOKENGATE_BOOTSTRAP_TOKEN"
+# Responses over 1 KiB are gzipped for clients that accept it: below that, gzip's framing
+# saves next to nothing. Level 3, the best of zlib's fast levels: on 20- and 100-token
+# pages, levels 4-9 take much longer for a few per cent less (benchmarks/README.md).
+GZIP_OVER_BYTES = 1024
+GZIP_LEVEL = 3
 # Set by `tokengate serve --workers N` for its worker processes (not for users).
 WORKER_LOG_LEVEL_ENV = "TOKENGATE_WORKER_LOG_LEVEL"
 
@@ -292,7 +298,9 @@ def create_app(
     middleware = [
         # Outermost: the access line and everything else run inside the request's span.
         Middleware(TraceRequests, tracing=tracing, routes=ROUTES),
+        # Outside gzip: its header and access line see the final answer.
         Middleware(RequestId, metrics=metrics),
+        Middleware(GZipMiddleware, minimum_size=GZIP_OVER_BYTES + 1, compresslevel=GZIP_LEVEL),
         Middleware(CloseWhileDraining, drain=drain),
         Middleware(BodyLimit, max_bytes=config.limits.max_body_bytes),
     ]

@@ -97,7 +97,15 @@ def http_client(max_connections: int = 100) -> httpx.AsyncClient:
                 keepalive_timeout=limits.keepalive_expiry,
                 ssl=httpx.create_ssl_context(trust_env=False),
             )
-            return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
+            session = aiohttp.ClientSession(
+                connector=connector, cookie_jar=aiohttp.DummyCookieJar()
+            )
+            # aiohttp sends an idempotent request a second time, unseen, when its connection
+            # is reset or closed: a failing upstream would get twice the requests the retry
+            # policy (upstreams/resilience.py) allows and counts. The policy alone retries,
+            # as with httpx's transport. (No public switch: aiohttp 3.10+'s attribute.)
+            session._retry_connection = False
+            return session
 
         transport = ExactUrlAiohttpTransport(limits=limits, client=session)
     return CookielessClient(

@@ -79,6 +79,7 @@ class UpstreamHttp:
         self._timeout_s = timeout_s
         # Read/write/pool wait timeout_s each; connecting may have a shorter budget.
         connect = timeout_s if connect_timeout_s is None else min(connect_timeout_s, timeout_s)
+        self._connect_s = connect
         self._timeout = httpx.Timeout(timeout_s, connect=connect)
         self._headers = dict(headers)
         self._credential = credential
@@ -155,25 +156,26 @@ class UpstreamHttp:
         content: bytes | None,
         headers: Mapping[str, str],
     ) -> httpx.Response:
+        """Headers and body are awaited apart, so a failure says whether any answer had
+        begun."""
+        request = self._client.build_request(
+            method,
+            url,
+            content=content,
+            json=json,
+            headers=outbound_headers(headers, span),
+            timeout=self._timeout,
+        )
+        answered = False
         try:
-            response = await self._client.request(
-                method,
-                url,
-                content=content,
-                json=json,
-                headers=outbound_headers(headers, span),
-                timeout=self._timeout,
-            )
-        except httpx.TimeoutException:
-            raise errors.UpstreamTimeout(
-                self._key, f"{self._name} did not answer within {self._timeout_s:g} s"
-            ) from None
-        except httpx.TransportError:
-            raise errors.UpstreamUnavailable(self._key, f"{self._name} is unreachable") from None
-        except httpx.HTTPError:
-            raise errors.BadUpstreamResponse(
-                self._key, f"{self._name} sent an unreadable response"
-            ) from None
+            response = await self._client.send(request, stream=True)
+            answered = True
+            try:
+                await response.aread()
+            finally:
+                await response.aclose()
+        except httpx.HTTPError as exc:
+            raise self._failure(exc, answered=answered) from None
         status = response.status_code
         if status in {401, 403}:
             raise errors.UpstreamUnauthorized(
@@ -193,6 +195,27 @@ class UpstreamHttp:
             )
         return response
 
+    def _failure(self, exc: httpx.HTTPError, *, answered: bool) -> errors.UpstreamError:
+        """What happened, in words free of URLs and secrets: only a time limit that ran out
+        is a timeout; a refused, reset or closed connection is ``UpstreamUnavailable``."""
+        name = self._name
+        if isinstance(exc, httpx.ConnectTimeout):
+            return errors.UpstreamTimeout(
+                self._key, f"{name} did not accept a connection within {self._connect_s:g} s"
+            )
+        if isinstance(exc, httpx.PoolTimeout):  # the gateway's own connections all busy
+            return errors.UpstreamTimeout(
+                self._key, f"no connection to {name} came free within {self._timeout_s:g} s"
+            )
+        if isinstance(exc, httpx.TimeoutException):
+            what = "finish its answer" if answered else "answer"
+            return errors.UpstreamTimeout(
+                self._key, f"{name} did not {what} within {self._timeout_s:g} s"
+            )
+        if not isinstance(exc, httpx.TransportError):
+            return errors.BadUpstreamResponse(self._key, f"{name} sent an unreadable response")
+        return errors.UpstreamUnavailable(self._key, f"{name} {_dropped(exc, answered)}")
+
     def json(self, response: httpx.Response) -> object:
         """The response body parsed as JSON, or ``BadUpstreamResponse``."""
         try:
@@ -209,6 +232,27 @@ class UpstreamHttp:
             f"{self._name} answered with unexpected HTTP {status}",
             status=status,
         )
+
+
+def _dropped(exc: httpx.TransportError, answered: bool) -> str:
+    """How a connection failed, read from the exception and its causes (the OS error under
+    the transport's, with either transport)."""
+    causes: list[BaseException] = []
+    cause: BaseException | None = exc
+    while cause is not None and len(causes) < 10:
+        causes.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    if any(isinstance(c, ConnectionRefusedError) for c in causes):
+        return "refused the connection"
+    if any(isinstance(c, ConnectionResetError) for c in causes):
+        return "reset the connection"
+    if isinstance(exc, httpx.ConnectError):
+        return "could not be reached"
+    if isinstance(exc, httpx.UnsupportedProtocol | httpx.ProxyError):
+        return "could not be reached"
+    if answered:
+        return "closed the connection before its answer was complete"
+    return "closed the connection before answering"
 
 
 @lru_cache(maxsize=2048)

@@ -10,7 +10,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import uvicorn
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Scope
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 
 def free_port() -> int:
@@ -18,6 +19,37 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+# Each open connection's transport by its two ends (server and client address; a client
+# port alone may be reused towards another server): what a simulator needs to cut a
+# connection the way a failing server does (a reset, a close).
+_Ends = tuple[tuple[str, int | None], tuple[str, int]]
+_CONNECTIONS: dict[_Ends, asyncio.Transport] = {}
+
+
+class _TrackedHttpTools(HttpToolsProtocol):
+    """uvicorn's default HTTP protocol, its transport findable from a request's scope."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if self.server is not None and self.client is not None:
+            _CONNECTIONS[self.server, self.client] = transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.server is not None and self.client is not None:
+            ends = (self.server, self.client)
+            if _CONNECTIONS.get(ends) is self.transport:
+                del _CONNECTIONS[ends]
+        super().connection_lost(exc)
+
+
+def transport_of(scope: Scope) -> asyncio.Transport | None:
+    """The connection a request served by ``serve_in_thread`` arrived on (None elsewhere)."""
+    server, client = scope.get("server"), scope.get("client")
+    if server is None or client is None:
+        return None
+    return _CONNECTIONS.get(((server[0], server[1]), (client[0], client[1])))
 
 
 class _QuietServer(uvicorn.Server):
@@ -54,7 +86,13 @@ def serve_in_thread(app: ASGIApp, port: int | None = None) -> Iterator[str]:
     """Run ``app`` on loopback until the block ends; yields its base URL (no trailing /)."""
     port = port or free_port()
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", access_log=False, lifespan="on"
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        http=_TrackedHttpTools,
     )
     server = _QuietServer(config)
     thread = threading.Thread(target=server.run, name=f"loopback-{port}", daemon=True)

@@ -11,18 +11,34 @@ its bytes from the one before (trailing whitespace: the same JSON), as a busy up
 lists do: a gateway cannot reuse the decoding of an earlier answer. Faults apply to
 matching requests (method and path prefix), ``times`` times (null: forever), and with
 ``every`` = N only to every N-th matching request (N=2: half of them).
+
+Fault kinds, each the way a failing server really behaves on the wire:
+    status     an answer with ``status`` (and ``retry_after``)
+    hang       no answer for ``hang_s`` (a client's time limit runs out first)
+    latency    the real answer, ``latency_ms`` late
+    malformed  a complete answer whose JSON is cut short
+    reset      a TCP reset (RST) before any answer
+    close      the connection closed cleanly (FIN) before any answer
+    mid_reply  the status line, headers and part of the body, then (after ``stall_s``) the
+               connection closed
+A refused connection needs no fault: nothing listens on a closed port.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import socket
+import struct
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-FaultKind = Literal["status", "hang", "malformed", "reset", "latency"]
+from tokengate.upstreams.loopback import transport_of
+
+FaultKind = Literal["status", "hang", "malformed", "reset", "close", "mid_reply", "latency"]
 MAX_HANG_S = 60.0
 
 
@@ -33,6 +49,7 @@ class Fault:
     retry_after: int | None = None
     hang_s: float = 30.0
     latency_ms: float = 0.0
+    stall_s: float = 0.0
     method: str | None = None
     path_prefix: str = "/"
     times: int | None = None
@@ -76,6 +93,9 @@ class SimulatorControl:
 
     def set_faults(self, specs: list[dict[str, Any]]) -> None:
         allowed = set(Fault.__dataclass_fields__) - {"seen"}
+        unknown = {s.get("kind") for s in specs} - set(get_args(FaultKind))
+        if unknown:  # a misspelt kind would otherwise be a plain HTTP 500
+            raise ValueError(f"unknown fault kind(s) {sorted(map(str, unknown))}")
         self.faults = [Fault(**{k: v for k, v in s.items() if k in allowed}) for s in specs]
 
     def count(self, method: str | None = None, path_prefix: str = "/") -> int:
@@ -137,10 +157,15 @@ class SimulatorMiddleware:
             await _send(send, 504, b'{"error": "simulated hang ended"}')
         elif fault.kind == "malformed":
             await _send(send, 200, b'{"data": [{"type": "trunc', "application/json")
-        elif fault.kind == "reset":
-            # Start a response, then drop the connection: the client sees it cut mid-reply.
-            await send({"type": "http.response.start", "status": 200, "headers": []})
-            raise ConnectionResetError("simulated connection reset")
+        elif fault.kind in {"reset", "close"}:
+            await _drop(scope, receive, reset=fault.kind == "reset")
+        elif fault.kind == "mid_reply":
+            headers = [(b"content-type", b"application/json"), (b"content-length", b"4096")]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            part = b'{"data": [{"id": "cut-short"'
+            await send({"type": "http.response.body", "body": part, "more_body": True})
+            await asyncio.sleep(min(fault.stall_s, MAX_HANG_S))
+            await _drop(scope, receive, reset=False)
         else:
             extra = []
             if fault.retry_after is not None:
@@ -174,6 +199,27 @@ class SimulatorMiddleware:
             await _send(send, 204, b"")
         else:
             await _send(send, 404, b'{"error": "unknown control endpoint"}')
+
+
+async def _drop(scope: Scope, receive: Receive, *, reset: bool) -> None:
+    """Cut the request's connection: a TCP reset (SO_LINGER 0, then close) or a clean close.
+
+    Then wait for the server to notice, so it neither answers 500 in the dead connection's
+    place nor logs the request as unanswered.
+    """
+    transport = transport_of(scope)
+    if transport is None:  # not served by serve_in_thread: the server closes it itself
+        raise ConnectionAbortedError("simulated connection drop")
+    if reset:
+        sock = transport.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        transport.abort()
+    else:
+        transport.close()
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(1.0):
+            while (await receive())["type"] != "http.disconnect":
+                pass
 
 
 def _answer_at(send: Send, due: float) -> Send:

@@ -45,6 +45,8 @@ FAULTS: dict[str, tuple[dict[str, Any], str, int]] = {
     "hang": ({"kind": "hang", "hang_s": 10}, "TIMEOUT", 1),
     "malformed-json": ({"kind": "malformed"}, "BAD_RESPONSE", 1),
     "connection-reset": ({"kind": "reset"}, "UNAVAILABLE", 1 + RETRIES),
+    "connection-close": ({"kind": "close"}, "UNAVAILABLE", 1 + RETRIES),
+    "cut-mid-reply": ({"kind": "mid_reply"}, "UNAVAILABLE", 1 + RETRIES),
     "slow-beyond-timeout": ({"kind": "latency", "latency_ms": 4000}, "TIMEOUT", 1),
 }
 
