@@ -159,7 +159,12 @@ def bare_probe(spec: str, rounds: int, transport_name: str) -> None:
 
 def gateway_env(sims: dict[str, tuple[str, dict[str, str]]], transport: str) -> dict[str, str]:
     """The gateway's environment: bootstrap token, transport, the simulators' credentials."""
-    env = {**os.environ, "TOKENGATE_BOOTSTRAP_TOKEN": SECRET, "TOKENGATE_HTTP_TRANSPORT": transport}
+    env = {
+        **os.environ,
+        "TOKENGATE_BOOTSTRAP_TOKEN": SECRET,
+        "TOKENGATE_HTTP_TRANSPORT": transport,
+        "TOKENGATE_SHUTDOWN_DELAY_S": "0",  # no load balancer to drain from
+    }
     env.update(
         B_AMPER=sims["amper"][1]["token"],
         B_ID=sims["oauth"][1]["client_id"],

@@ -247,7 +247,7 @@ def main() -> None:
             "--port",
             str(port),
         ],
-        env={**os.environ, "TOKENGATE_BOOTSTRAP_TOKEN": SECRET},
+        env={**os.environ, "TOKENGATE_BOOTSTRAP_TOKEN": SECRET, "TOKENGATE_SHUTDOWN_DELAY_S": "0"},
         stdout=log,
         stderr=log,
     )

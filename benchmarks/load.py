@@ -127,7 +127,7 @@ def main() -> None:
             "--log-level",
             "warning",
         ],
-        env={**os.environ, "TOKENGATE_BOOTSTRAP_TOKEN": SECRET},
+        env={**os.environ, "TOKENGATE_BOOTSTRAP_TOKEN": SECRET, "TOKENGATE_SHUTDOWN_DELAY_S": "0"},
         stdout=log,
         stderr=log,
     )

@@ -91,7 +91,12 @@ def replica(root: Path, env: dict[str, str]) -> Iterator[str]:
         [sys.executable, "-m", "tokengate.gateway.cli", "serve", "--config",
          str(root / "tg.toml"), "--port", str(port), "--log-level", "warning"],
         cwd=root,
-        env={**os.environ, "TOKENGATE_BOOTSTRAP_TOKEN": SECRET, **env},
+        env={
+            **os.environ,
+            "TOKENGATE_BOOTSTRAP_TOKEN": SECRET,
+            "TOKENGATE_SHUTDOWN_DELAY_S": "0",
+            **env,
+        },
         stdout=log,
         stderr=log,
     )  # fmt: skip
