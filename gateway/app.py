@@ -254,7 +254,11 @@ def create_app(
         if metrics is not None:
             metrics.watch_sources(service.sources)
         view = GatewayView(schema, service, source_types(service), graphiql=config.server.graphiql)
-        replicas = Replicas.start(config, store)
+        replicas = Replicas.start(
+            config, store, metrics.local_limit_decisions.inc if metrics else None
+        )
+        if metrics is not None:
+            metrics.watch_replicas(replicas.status)
         graphql.app = BearerAuth(view, store, replicas.limiter, metrics=metrics)
         state["runtime"] = Runtime(store=store, service=service, replicas=replicas)
         if drain_on_sigterm:

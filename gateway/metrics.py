@@ -46,6 +46,7 @@ AUTH_REASONS = ("missing", "malformed", "unknown", "expired", "revoked", "inacti
 UPSTREAM_OUTCOMES = ("ok", "timeout", "unavailable", "unauthorized", "rate_limited", "bad_response")
 # Seconds: from a cached loopback answer to a slow upstream's total deadline.
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+SHARING_UP = frozenset({"shared", "listening"})
 _LIVE_FILE = re.compile(r"gauge_live\w+_(\d+)\.db")
 
 
@@ -122,6 +123,19 @@ class Metrics:
             "Requests refused by the per-caller rate limit.",
             registry=r,
         )
+        self.replica_sharing = Gauge(
+            "tokengate_replica_sharing",
+            "Whether what replicas share works now, by part (rate_limits, revocations; only "
+            "when configured): 1 shared / listening, 0 per replica / reconnecting.",
+            ["part"],
+            registry=r,
+            multiprocess_mode="livemin",
+        )
+        self.local_limit_decisions = Counter(
+            "tokengate_rate_limit_local_decisions",
+            "Rate-limit decisions made by a replica alone because Redis was unreachable.",
+            registry=r,
+        )
         self.build_info = Gauge(
             "tokengate_build_info",
             "The running tokengate's version (always 1).",
@@ -134,6 +148,7 @@ class Metrics:
             self.auth_failures.labels(reason)
         self._names: set[str] = set()
         self._health: Callable[[], Mapping[str, str]] = dict
+        self._sharing: Callable[[], Mapping[str, str]] = dict
         # Children by label values: ``labels()`` costs more than the update itself.
         self._graphql: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
         self._upstream: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
@@ -154,6 +169,12 @@ class Metrics:
             }
 
         self._health = health
+        self._refresh_health()
+
+    def watch_replicas(self, status: Callable[[], Mapping[str, str]]) -> None:
+        """What replicas share, read at every scrape from ``status`` (``/readyz``'s
+        ``rate_limits`` and ``revocations``)."""
+        self._sharing = status
         self._refresh_health()
 
     def operation_label(self, name: str | None) -> str:
@@ -221,6 +242,8 @@ class Metrics:
     def _refresh_health(self) -> None:
         for key, health in self._health().items():
             self.source_health.labels(key).set(HEALTH_VALUE.get(health, 2))
+        for part, state in self._sharing().items():
+            self.replica_sharing.labels(part).set(1 if state in SHARING_UP else 0)
 
     def exposition(self) -> bytes:
         self._refresh_health()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 
 from sqlalchemy.engine import make_url
 
@@ -23,14 +24,22 @@ class Replicas:
         self._task: asyncio.Task[None] | None = None
 
     @classmethod
-    def start(cls, config: Config, store: StoreSource) -> Replicas:
+    def start(
+        cls,
+        config: Config,
+        store: StoreSource,
+        on_local_decision: Callable[[], None] | None = None,
+    ) -> Replicas:
         """The limiter and, when there is one, the bus (listening in the background and
-        told of every change ``store`` makes)."""
+        told of every change ``store`` makes). ``on_local_decision``: called for each
+        rate-limit decision made without Redis while it is unreachable."""
         limits = config.limits
         limiter: RateLimiter
         if limits.storage_url:
             client = redis_client(limits.storage_url)
-            limiter = RedisBuckets(client, limits.rate_per_s, limits.burst)
+            limiter = RedisBuckets(
+                client, limits.rate_per_s, limits.burst, on_local_decision=on_local_decision
+            )
         else:
             limiter = TokenBuckets(limits.rate_per_s, limits.burst)
         bus: PgChangeBus | RedisChangeBus | None = None

@@ -84,8 +84,10 @@ class RedisBuckets:
         burst: int,
         *,
         clock: Callable[[], float] = time.monotonic,
+        on_local_decision: Callable[[], None] | None = None,
     ) -> None:
         self._client = client
+        self._on_local_decision = on_local_decision
         self._script = client.register_script(_BUCKET_SCRIPT)
         self._rate = repr(float(rate_per_s))
         self._burst = str(burst)
@@ -121,6 +123,8 @@ class RedisBuckets:
 
     def _decide_locally(self, caller: str) -> float | None:
         self.fallbacks += 1
+        if self._on_local_decision is not None:
+            self._on_local_decision()
         return self._local.acquire(caller)
 
     async def aclose(self) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import (
     BOOTSTRAP,
@@ -180,6 +181,20 @@ def test_sqlite_and_redis_revocation_reaches_the_other_replica(
         _wait_listening(a, b)
         assert assert_stopped_everywhere(a, b, REVOKE) < PROPAGATION_LIMIT_S
         assert assert_stopped_everywhere(b, a, DEACTIVATE) < PROPAGATION_LIMIT_S
+        for url in (a, b):
+            scraped = scrape(url)
+            assert scraped[("tokengate_replica_sharing", (("part", "rate_limits"),))] == 1
+            assert scraped[("tokengate_replica_sharing", (("part", "revocations"),))] == 1
+            assert scraped[("tokengate_rate_limit_local_decisions_total", ())] == 0
+
+
+def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """/metrics as {(sample name, sorted labels): value}."""
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(httpx.get(f"{url}/metrics").text)
+        for sample in family.samples
+    }
 
 
 def _wait_listening(*urls: str) -> None:
@@ -211,6 +226,12 @@ def test_unreachable_redis_is_no_error(
         revoked = data(url, REVOKE, BOOTSTRAP, {"id": made["token"]["id"]})
         assert revoked["revokeToken"]["revokedTokenId"] == made["token"]["id"]
         assert post(url, PING, made["secret"]).status_code == 401
+        scraped = scrape(url)
+    # Create, five pings, revoke: each decided by this replica alone (the last ping was
+    # refused for its credentials before the limiter).
+    assert scraped[("tokengate_rate_limit_local_decisions_total", ())] == 7
+    assert scraped[("tokengate_replica_sharing", (("part", "rate_limits"),))] == 0
+    assert scraped[("tokengate_replica_sharing", (("part", "revocations"),))] == 0
     assert "Redis unreachable" in captured_logs.text
     assert "could not notify other replicas" in captured_logs.text
     assert "Traceback" not in captured_logs.text
