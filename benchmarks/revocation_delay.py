@@ -20,7 +20,6 @@ import argparse
 import asyncio
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,6 +33,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 import sqlalchemy as sa
+from ratelimit_redis import private_redis  # the sibling script (run from benchmarks/)
 
 from tokengate.upstreams.loopback import free_port
 
@@ -42,31 +42,6 @@ CREATE = """mutation { createToken(input: {source: "internal", name: "bench",
   scopes: ["tokens:read"]}) { token { id } secret } }"""
 REVOKE = """mutation($id: ID!) { revokeToken(input: {id: $id}) { revokedTokenId } }"""
 PING = "{ sources { key } }"
-
-
-@contextmanager
-def private_redis() -> Iterator[str]:
-    if shutil.which("redis-server") is None:
-        raise SystemExit("no redis-server here: install it or pass --redis-url")
-    port = free_port()
-    root = tempfile.mkdtemp(prefix="bench-redis-")
-    process = subprocess.Popen(
-        ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "",
-         "--appendonly", "no", "--dir", root],
-        stdout=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        process.kill()
-        process.wait()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def fresh_pg_database(admin_url: str) -> str:
