@@ -11,9 +11,10 @@ import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import httpx
@@ -95,19 +96,31 @@ class LogCapture(logging.Handler):
         return "\n".join(self.lines)
 
 
-@pytest.fixture
-def captured_logs() -> Iterator[LogCapture]:
+H = TypeVar("H", bound=logging.Handler)
+
+
+@contextmanager
+def on_root_logger(handler: H, level: int = logging.DEBUG) -> Iterator[H]:
+    """``handler`` behind the gateway's redaction filter on the root logger at ``level``
+    for the ``with`` block (what a test reads is what a served process would write)."""
     from tokengate.gateway.logs import RedactingFilter
 
-    handler = LogCapture()
     handler.addFilter(RedactingFilter())
     root = logging.getLogger()
     previous = root.level
     root.addHandler(handler)
-    root.setLevel(logging.DEBUG)
-    yield handler
-    root.removeHandler(handler)
-    root.setLevel(previous)
+    root.setLevel(level)
+    try:
+        yield handler
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(previous)
+
+
+@pytest.fixture
+def captured_logs() -> Iterator[LogCapture]:
+    with on_root_logger(LogCapture()) as handler:
+        yield handler
 
 
 @dataclass

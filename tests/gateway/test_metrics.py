@@ -15,7 +15,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import BOOTSTRAP, Gateway, gateway_config
+from tests.conftest import BOOTSTRAP, Gateway, gateway_config, on_root_logger
 from tokengate.gateway.app import create_app
 from tokengate.gateway.config import LimitsConfig, ServerConfig
 from tokengate.gateway.demo import PROVIDERS, Simulated, simulators
@@ -69,15 +69,8 @@ class Records(logging.Handler):
 
 @pytest.fixture
 def records() -> Iterator[Records]:
-    handler = Records()
-    handler.addFilter(RedactingFilter())
-    root = logging.getLogger()
-    previous = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG)
-    yield handler
-    root.removeHandler(handler)
-    root.setLevel(previous)
+    with on_root_logger(Records()) as handler:
+        yield handler
 
 
 @pytest.fixture(scope="module")

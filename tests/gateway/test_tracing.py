@@ -28,10 +28,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from tests.conftest import BOOTSTRAP, Gateway, gateway_config
+from tests.conftest import BOOTSTRAP, Gateway, gateway_config, on_root_logger
 from tokengate.gateway.app import create_app
 from tokengate.gateway.demo import Simulated, simulators
-from tokengate.gateway.logs import JsonFormatter, RedactingFilter
+from tokengate.gateway.logs import JsonFormatter
 from tokengate.gateway.tracing import Tracing
 from tokengate.gateway.upstream_factory import http_client
 from tokengate.upstreams.http_edge import UpstreamHttp
@@ -277,14 +277,8 @@ def json_logs() -> Iterator[io.StringIO]:
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter())
-    handler.addFilter(RedactingFilter())
-    root = logging.getLogger()
-    previous = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    yield stream
-    root.removeHandler(handler)
-    root.setLevel(previous)
+    with on_root_logger(handler, logging.INFO):
+        yield stream
 
 
 def test_log_lines_within_a_request_carry_its_trace_id(
