@@ -94,6 +94,43 @@ elif [ -z "${TOKENGATE_TEST_REDIS_URL:-}" ]; then
   echo "tests/run.sh: no redis-server here; the shared-limit and revocation tests on Redis will be skipped"
 fi
 
+# --- Node.js packages and Chromium: the client, federation and browser tests ---------------
+# Every package-lock.json under tests/ and examples/ is installed with `npm ci` (again only
+# when its lock changed). Debian's chromium drives the browser tests headless.
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  want=()
+  command -v node >/dev/null || want+=(nodejs)
+  command -v npm >/dev/null || want+=(npm)
+  command -v chromium >/dev/null || want+=(chromium)
+  if [ ${#want[@]} -gt 0 ]; then
+    echo "tests/run.sh: installing ${want[*]} (Debian packages)"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${want[@]}" >/dev/null
+  fi
+fi
+if command -v npm >/dev/null && command -v node >/dev/null; then
+  while IFS= read -r lock; do
+    dir=$(dirname "$lock")
+    sum=$(sha256sum "$lock" | cut -d' ' -f1)
+    if [ "$(cat "$dir/node_modules/.tokengate-lock" 2>/dev/null)" != "$sum" ]; then
+      echo "tests/run.sh: npm ci in $dir"
+      (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+      echo "$sum" >"$dir/node_modules/.tokengate-lock"
+    fi
+  done < <(find tests examples -name package-lock.json -not -path '*/node_modules/*' 2>/dev/null | sort)
+  export TOKENGATE_REQUIRE_NODE=1
+elif [ "${CI:-}" = "true" ]; then
+  echo "tests/run.sh: Node.js and npm are required in CI and could not be installed" >&2
+  exit 1
+fi
+if command -v chromium >/dev/null; then
+  export TOKENGATE_CHROMIUM=${TOKENGATE_CHROMIUM:-$(command -v chromium)}
+  export TOKENGATE_REQUIRE_CHROMIUM=1
+elif [ "${CI:-}" = "true" ]; then
+  echo "tests/run.sh: chromium is required in CI and could not be installed" >&2
+  exit 1
+fi
+
 echo "tests/run.sh: ruff"
 "$VENV/bin/ruff" check .
 "$VENV/bin/ruff" format --check .
