@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -25,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from tokengate.gateway import request_facts
 from tokengate.gateway.auth import BearerAuth
 from tokengate.gateway.body_limit import BodyLimit
+from tokengate.gateway.compression import Gzip
 from tokengate.gateway.config import Config
 from tokengate.gateway.drain import CloseWhileDraining, Drain
 from tokengate.gateway.logs import FIELDS, request_id_var
@@ -44,11 +44,6 @@ from tokengate.upstreams.store import SecretHasher, StoreSource, create_engine, 
 log = logging.getLogger("tokengate.app")
 access = logging.getLogger("tokengate.access")
 BOOTSTRAP_ENV = "TOKENGATE_BOOTSTRAP_TOKEN"
-# Responses over 1 KiB are gzipped for clients that accept it: below that, gzip's framing
-# saves next to nothing. Level 3, the best of zlib's fast levels: on 20- and 100-token
-# pages, levels 4-9 take much longer for a few per cent less (benchmarks/README.md).
-GZIP_OVER_BYTES = 1024
-GZIP_LEVEL = 3
 # Set by `tokengate serve --workers N` for its worker processes (not for users).
 WORKER_LOG_LEVEL_ENV = "TOKENGATE_WORKER_LOG_LEVEL"
 
@@ -304,7 +299,7 @@ def create_app(
         Middleware(TraceRequests, tracing=tracing, routes=ROUTES),
         # Outside gzip: its header and access line see the final answer.
         Middleware(RequestId, metrics=metrics),
-        Middleware(GZipMiddleware, minimum_size=GZIP_OVER_BYTES + 1, compresslevel=GZIP_LEVEL),
+        Middleware(Gzip),
         Middleware(CloseWhileDraining, drain=drain),
         Middleware(BodyLimit, max_bytes=config.limits.max_body_bytes),
     ]

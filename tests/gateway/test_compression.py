@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import platform
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,7 +15,9 @@ import httpx
 import pytest
 
 from tests.conftest import BOOTSTRAP, Gateway, LogCapture, gateway_config
-from tokengate.gateway.app import GZIP_OVER_BYTES, create_app
+from tokengate.gateway import compression
+from tokengate.gateway.app import create_app
+from tokengate.gateway.compression import GZIP_OVER_BYTES, accepts_gzip
 from tokengate.upstreams.loopback import serve_in_thread
 
 # A large answer that needs no writes to set up: the schema's types and their fields.
@@ -79,7 +82,12 @@ def test_large_answer_is_gzipped_when_accepted(gw: Gateway, raw_client: httpx.Cl
 
 
 def test_no_accept_encoding_gets_identity(gw: Gateway, raw_client: httpx.Client) -> None:
-    for headers in ({}, {"Accept-Encoding": "identity"}, {"Accept-Encoding": "br"}):
+    for headers in (
+        {},
+        {"Accept-Encoding": "identity"},
+        {"Accept-Encoding": "br"},
+        {"Accept-Encoding": "gzip;q=0, identity"},
+    ):
         response, wire = post(raw_client, gw, LARGE, headers)
         assert response.status_code == 200
         assert "content-encoding" not in response.headers, headers
@@ -119,3 +127,36 @@ def test_threshold_is_over_one_kib(gw: Gateway, raw_client: httpx.Client) -> Non
         response, wire = post(raw_client, gw, _sized(raw_client, gw, size), accepts)
         assert (response.headers.get("content-encoding") == "gzip") is compressed, size
         assert (gzip.decompress(wire) if compressed else wire) == plain
+
+
+@pytest.mark.parametrize(
+    ("header", "accepted"),
+    [
+        ("gzip", True),
+        ("GZIP", True),
+        ("gzip, deflate, br", True),
+        ("br;q=1.0, gzip;q=0.8", True),
+        ("x-gzip", True),
+        ("*", True),
+        ("gzip;q=0", False),
+        ("gzip; q=0.000", False),
+        ("gzip;q=nonsense", False),
+        ("deflate, br", False),
+        ("identity", False),
+        ("", False),
+        ("gzipped", False),
+    ],
+)
+def test_accept_encoding_is_read_with_its_weights(header: str, accepted: bool) -> None:
+    assert accepts_gzip(header) is accepted
+
+
+@pytest.mark.skipif(
+    platform.machine() not in ("x86_64", "AMD64", "aarch64", "arm64"),
+    reason="isal has wheels for x86-64 and ARM64 only",
+)
+def test_answers_are_deflated_by_isal_where_it_has_wheels() -> None:
+    """The dependency's marker installs isal on these machines: a missing or broken wheel
+    must not silently fall back to the stdlib's slower zlib."""
+    assert compression.deflate.__name__ == "isal.isal_zlib"
+    assert compression.GZIP_LEVEL == 2
