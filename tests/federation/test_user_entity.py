@@ -69,6 +69,20 @@ def test_fifty_users_cost_one_upstream_request_each(
     assert requests_to(sims["amper"]) == requests_to(sims["fleet"]) == []
 
 
+def test_a_user_named_many_times_is_asked_for_once(gw: Gateway, sims: dict[str, Simulated]) -> None:
+    clear_logs(sims)
+    found = gw.data(ENTITIES, {"r": users(*[BRAM] * 40, WALK_USER), "first": 3})["_entities"]
+    assert [u["tokens"]["totalCount"] for u in found] == [5] * 40 + [12]
+    assert len(requests_to(sims["idp"])) == 2
+    # Other arguments are another listing (aliases): one more request, no more.
+    clear_logs(sims)
+    both = """query($r: [_Any!]!) { _entities(representations: $r) { ... on User {
+      a: tokens(first: 2) { totalCount } b: tokens(first: 3) { totalCount } } } }"""
+    found = gw.data(both, {"r": users(BRAM, BRAM)})["_entities"]
+    assert found == [{"a": {"totalCount": 5}, "b": {"totalCount": 5}}] * 2
+    assert len(requests_to(sims["idp"])) == 2
+
+
 def test_the_cost_of_many_users_tokens_is_bounded(gw: Gateway, sims: dict[str, Simulated]) -> None:
     """50 users x a page of 5 x 4 sources is over the budget of 1,000: refused unrun."""
     clear_logs(sims)
