@@ -123,6 +123,7 @@ def test_a_cursor_from_another_users_listing_shows_nothing_of_theirs(
     r = [{"__typename": "User", "id": "anna.de.vries@example.com"}]
     cursor = gw.data(entities, {"r": r})["_entities"][0]["tokens"]["pageInfo"]["endCursor"]
     secret, own_id = mint(gw, scopes=["tokens:read"], subject=BRAM)
+    assert own_id not in cursor
     everything = ids_of(gw.data(VIEWER, {"first": 50}, secret=secret)["viewer"]["tokens"])
     resumed = gw.data(VIEWER, {"first": 50, "after": cursor}, secret=secret)["viewer"]["tokens"]
     assert resumed["edges"]
