@@ -93,7 +93,7 @@ def _relay(raw: dict[str, Any], path: Path) -> dict[str, str]:
     for key, value in raw.items():
         if not isinstance(value, str) or not key or len(key) > MAX_ID_CHARS:
             raise ManifestError(
-                f"{path.name}: not a Relay manifest ({{\"ID\": \"query text\", ...}}) nor an "
+                f'{path.name}: not a Relay manifest ({{"ID": "query text", ...}}) nor an '
                 f'Apollo one ("format": "{APOLLO_FORMAT}"): entry {key[:80]!r}'
             )
     return dict(raw)

@@ -204,7 +204,7 @@ class GatewayView(GraphQL[Context, None]):
         data = await super().parse_http_body(request)
         if isinstance(data, GraphQLRequestData):  # batches are refused
             set_operation_name(data.operation_name)
-            document_id = await self._document_id(request) if data.query is None else None
+            document_id = await self._document_id(request)
             resolved = self.persisted.resolve(data.query, data.extensions, document_id)
             if resolved.register is not None:
                 # Remembered in process_result, once the document parsed, validated and
@@ -214,12 +214,16 @@ class GatewayView(GraphQL[Context, None]):
         return data
 
     async def _document_id(self, request: AsyncHTTPRequestAdapter) -> object:
-        """``documentId`` (or ``doc_id``) of a request without query text, if any. Only
-        such requests are read again (small ones: an id, variables)."""
+        """The request's ``documentId`` (or ``doc_id``), if any. Strawberry drops the key,
+        so a body that mentions one is read again (a body that does not has none: an
+        escaped key spelling is not looked for, and such a request just runs its query)."""
         if request.method == "GET":
             raw: object = dict(request.query_params)
         else:
-            raw = self.parse_json(await request.get_body())
+            body = await request.get_body()
+            if not any(key.encode() in body for key in DOCUMENT_ID_KEYS):
+                return None
+            raw = self.parse_json(body)
         if not isinstance(raw, dict):
             return None
         return next((raw[key] for key in DOCUMENT_ID_KEYS if raw.get(key) is not None), None)
