@@ -7,6 +7,9 @@
 - @apollo/client with its persisted-queries link: a paginated list (fetchMore), a revoke,
   the list again, against a gateway with APQ; its first request is hash only
   (PersistedQueryNotFound, then the retry with the text).
+- Apollo's trusted documents: generate-persisted-query-manifest writes Apollo's manifest
+  of the same page, the gateway loads it with only_persisted = true, and the client sends
+  only the manifest's ids (generatePersistedQueryIdsFromManifest).
 
 The packages are pinned in tests/clients/js/package-lock.json (tests/run.sh runs npm ci).
 Without node or those packages the tests skip, unless TOKENGATE_REQUIRE_NODE=1 (CI).
@@ -80,7 +83,7 @@ def run_node(node: str, script: str, *args: str) -> dict[str, Any]:
 def relay_compile(node: str, project: Path) -> dict[str, str]:
     """The sample page compiled by relay-compiler against the served schema; returns the
     persisted-query file ({id: text})."""
-    shutil.copytree(JS / "src", project / "src")
+    shutil.copytree(JS / "src" / "relay", project / "src")
     sdl = subprocess.run(
         [sys.executable, "-m", "tokengate.gateway.cli", "export-schema"],
         capture_output=True,
@@ -232,3 +235,54 @@ def test_apollo_client_persisted_queries_link(
     assert last["method"] == "GET" and hashed(last) == (digest, False)
     assert run["victim"] not in run["afterRevoke"]
     assert len(exchanges) == 6
+
+
+def test_apollo_manifest_with_only_persisted(
+    sims: dict[str, Simulated], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    node = _node()
+    manifest = tmp_path / "persisted-query-manifest.json"
+    settings = tmp_path / "persisted-query-manifest.config.json"
+    settings.write_text(json.dumps({"documents": ["src/apollo/**/*.js"], "output": str(manifest)}))
+    generator = JS / "node_modules" / "@apollo" / "generate-persisted-query-manifest" / "cli.js"
+    done = subprocess.run(
+        [node, str(generator), "--config", str(settings)],
+        cwd=JS,  # the documents' globs are relative to the working directory
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    operations = json.loads(manifest.read_text())["operations"]
+    assert sorted(op["name"] for op in operations) == ["MyTokens", "RevokeOne"]
+    ids = {op["id"] for op in operations}
+    monkeypatch.setenv("TOKENGATE_BOOTSTRAP_TOKEN", BOOTSTRAP)
+    server = ServerConfig(persisted_documents=manifest, only_persisted=True)
+    sources = tuple(s.source for s in sims.values())
+    config = gateway_config(tmp_path, sources=sources, server=server)
+    with serve_in_thread(create_app(config)) as url:
+        run = run_node(node, "apollo-run.mjs", url, str(manifest))
+        # A document the manifest does not hold is refused.
+        refused = httpx.post(
+            f"{url}/graphql",
+            json={"query": "{ sources { key } }"},
+            headers={"Authorization": f"Bearer {BOOTSTRAP}"},
+            timeout=30,
+        )
+        assert refused.json()["errors"][0]["extensions"]["code"] == "PERSISTED_QUERY_REQUIRED"
+    exchanges = run["exchanges"]
+    # Page, next page, revoke, page again: ids only, each answered at once.
+    assert [e["method"] for e in exchanges] == ["GET", "GET", "POST", "GET"]
+    for exchange in exchanges:
+        if exchange["method"] == "GET":
+            extensions = json.loads(exchange["params"]["extensions"])
+            assert "query" not in exchange["params"]
+        else:
+            extensions = exchange["body"]["extensions"]
+            assert "query" not in exchange["body"]
+        assert extensions["persistedQuery"]["sha256Hash"] in ids
+        assert exchange["status"] == 200 and "errors" not in exchange["result"], exchange
+    assert len(run["merged"]) == 4
+    assert run["revokedTokenId"] == run["victim"]
+    assert run["victim"] not in run["afterRevoke"]

@@ -5,13 +5,20 @@
 // wrapping fetch and printed as JSON for the Python test to check
 // (tests/clients/test_persisted_clients.py).
 //
-//   node apollo-run.mjs GATEWAY_URL   (bearer secret in TOKENGATE_TEST_SECRET)
+// With a MANIFEST (generate-persisted-query-manifest's output), the link sends the
+// manifest's ids (generatePersistedQueryIdsFromManifest) and never a text: the trusted
+// documents setup, for a gateway with only_persisted.
+//
+//   node apollo-run.mjs GATEWAY_URL [MANIFEST]   (bearer secret in TOKENGATE_TEST_SECRET)
 import { createHash } from "node:crypto";
-import { ApolloClient, ApolloLink, HttpLink, InMemoryCache, gql } from "@apollo/client";
+import { readFileSync } from "node:fs";
+import { ApolloClient, ApolloLink, HttpLink, InMemoryCache } from "@apollo/client";
 import { PersistedQueryLink } from "@apollo/client/link/persisted-queries";
 import { relayStylePagination } from "@apollo/client/utilities";
+import { generatePersistedQueryIdsFromManifest } from "@apollo/persisted-query-lists";
+import { MY_TOKENS as TOKENS, REVOKE_ONE as REVOKE } from "./src/apollo/operations.js";
 
-const [gateway] = process.argv.slice(2);
+const [gateway, manifest] = process.argv.slice(2);
 const secret = process.env.TOKENGATE_TEST_SECRET;
 const exchanges = [];
 
@@ -30,10 +37,15 @@ async function recordingFetch(input, init = {}) {
 }
 
 const sha256 = (text) => createHash("sha256").update(text).digest("hex");
+const persisted = manifest
+  ? generatePersistedQueryIdsFromManifest({
+      loadManifest: () => JSON.parse(readFileSync(manifest, "utf8")),
+    })
+  : { sha256 };
 
 const client = new ApolloClient({
   link: ApolloLink.from([
-    new PersistedQueryLink({ sha256, useGETForHashedQueries: true }),
+    new PersistedQueryLink({ ...persisted, useGETForHashedQueries: true }),
     new HttpLink({
       uri: `${gateway}/graphql`,
       headers: { authorization: `Bearer ${secret}` },
@@ -44,32 +56,6 @@ const client = new ApolloClient({
     typePolicies: { Query: { fields: { tokens: relayStylePagination(["filter"]) } } },
   }),
 });
-
-const TOKENS = gql`
-  query MyTokens($first: Int!, $after: String) {
-    tokens(first: $first, after: $after) {
-      edges {
-        cursor
-        node {
-          id
-          name
-          status
-        }
-      }
-      pageInfo {
-        endCursor
-        hasNextPage
-      }
-    }
-  }
-`;
-const REVOKE = gql`
-  mutation RevokeOne($id: ID!) {
-    revokeToken(input: { id: $id }) {
-      revokedTokenId
-    }
-  }
-`;
 
 const observable = client.watchQuery({ query: TOKENS, variables: { first: 2 } });
 const firstPage = await new Promise((resolve, reject) => {
