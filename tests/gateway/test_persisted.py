@@ -284,6 +284,13 @@ def test_authentication_comes_before_any_lookup(serve: Any) -> None:
         assert response.status_code == 401
         assert code_of(response) == "UNAUTHENTICATED"
         assert "sources" not in response.text
+    # GETs naming a document are operations (not the GraphiQL page): authenticated too.
+    for params in ({"extensions": json.dumps(apq(digest))}, {"documentId": "x"}):
+        page_like = httpx.get(
+            f"{served.gateway.url}/graphql", params=params, headers={"Accept": "text/html"}
+        )
+        assert page_like.status_code == 401
+        assert code_of(page_like) == "UNAUTHENTICATED"
 
 
 def test_graphql_response_media_type_not_found_stays_200(serve: Any) -> None:
