@@ -30,6 +30,7 @@ from tokengate.gateway.drain import CloseWhileDraining, Drain
 from tokengate.gateway.jwt_auth import JwtAuthenticator
 from tokengate.gateway.logs import FIELDS, request_id_var
 from tokengate.gateway.metrics import Metrics
+from tokengate.gateway.persisted import PersistedOperations, load_manifest
 from tokengate.gateway.replicas import Replicas
 from tokengate.gateway.tracing import TraceRequests, Tracing
 from tokengate.gateway.upstream_factory import build_upstreams, http_client
@@ -228,6 +229,12 @@ def create_app(
     state: dict[str, Runtime] = {}
     drain = Drain(config.server.shutdown_delay_s)
     metrics = Metrics() if config.server.metrics else None
+    manifest_path = config.server.persisted_documents
+    persisted = PersistedOperations(
+        apq_cache_size=config.server.apq_cache_size,
+        manifest=load_manifest(manifest_path) if manifest_path is not None else None,
+        only_persisted=config.server.only_persisted,
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -249,7 +256,13 @@ def create_app(
         )
         if metrics is not None:
             metrics.watch_sources(service.sources)
-        view = GatewayView(schema, service, source_types(service), graphiql=config.server.graphiql)
+        view = GatewayView(
+            schema,
+            service,
+            source_types(service),
+            graphiql=config.server.graphiql,
+            persisted=persisted,
+        )
         replicas = Replicas.start(
             config, store, metrics.local_limit_decisions.inc if metrics else None
         )

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from tokengate.gateway.persisted import ManifestError, load_manifest
 from tokengate.upstreams import providers
 from tokengate.upstreams.ids import SOURCE_KEY_PATTERN
 
@@ -55,6 +56,12 @@ class ServerConfig:
     shutdown_delay_s: float = 3.0
     # GET /metrics (Prometheus); off: 404.
     metrics: bool = True
+    # Automatic persisted queries: documents remembered per process (0: APQ off).
+    apq_cache_size: int = 1000
+    # A Relay or Apollo persisted-query manifest (trusted documents), and whether only its
+    # documents may run (gateway.persisted).
+    persisted_documents: Path | None = None
+    only_persisted: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +175,9 @@ _SECTION_KEYS: dict[str, set[str]] = {
         "keep_alive_s",
         "shutdown_delay_s",
         "metrics",
+        "apq_cache_size",
+        "persisted_documents",
+        "only_persisted",
     },
     "store": {"url", "key_file", "touch_interval_s"},
     "limits": {
@@ -387,6 +397,7 @@ def _from_file(path: Path, env: Mapping[str, str]) -> Config:
         keep_alive_s=_keep_alive(server_raw, loc),
         shutdown_delay_s=_shutdown_delay(server_raw, loc),
         metrics=_typed(server_raw, "metrics", bool, True, loc, "server"),
+        **_persisted(server_raw, loc, base),
     )
     url = _typed(store_raw, "url", str, DEFAULT_STORE_URL, loc, "store")
     _check_store_url(url, loc.where("store", "url"))
@@ -616,6 +627,31 @@ def _delay_from_env(raw: str, where: str) -> float:
             f"{where}: shutdown_delay_s must be a number of seconds, got {raw!r}"
         ) from None
     return _check_delay(value, where)
+
+
+def _persisted(table: Mapping[str, Any], loc: _Locator, base: Path) -> dict[str, Any]:
+    """apq_cache_size, persisted_documents (loaded once here, so that a bad manifest stops
+    start-up naming the key's line) and only_persisted."""
+    size = _typed(table, "apq_cache_size", int, 1000, loc, "server")
+    if not 0 <= size <= 1_000_000:
+        raise ConfigError(
+            f"{loc.where('server', 'apq_cache_size')}: apq_cache_size must be from 0 (APQ off) "
+            "to 1000000"
+        )
+    name = _typed(table, "persisted_documents", str, None, loc, "server")
+    path = base / name if name is not None else None
+    if path is not None:
+        try:
+            load_manifest(path)
+        except ManifestError as exc:
+            raise ConfigError(f"{loc.where('server', 'persisted_documents')}: {exc}") from None
+    only = _typed(table, "only_persisted", bool, False, loc, "server")
+    if only and path is None:
+        raise ConfigError(
+            f"{loc.where('server', 'only_persisted')}: only_persisted needs "
+            "persisted_documents (the manifest of the documents allowed to run)"
+        )
+    return {"apq_cache_size": size, "persisted_documents": path, "only_persisted": only}
 
 
 def _storage_url(table: Mapping[str, Any], loc: _Locator) -> str | None:
