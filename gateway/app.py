@@ -27,6 +27,7 @@ from tokengate.gateway.auth import BearerAuth
 from tokengate.gateway.body_limit import BodyLimit
 from tokengate.gateway.config import Config
 from tokengate.gateway.drain import CloseWhileDraining, Drain
+from tokengate.gateway.graphiql import ASSETS_PATH, GraphiQLPage
 from tokengate.gateway.logs import FIELDS, request_id_var
 from tokengate.gateway.metrics import Metrics
 from tokengate.gateway.replicas import Replicas
@@ -232,6 +233,9 @@ def create_app(
     state: dict[str, Runtime] = {}
     drain = Drain(config.server.shutdown_delay_s)
     metrics = Metrics() if config.server.metrics else None
+    graphiql_page = (
+        GraphiQLPage(config.server.graphiql_assets_dir) if config.server.graphiql else None
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -253,7 +257,7 @@ def create_app(
         )
         if metrics is not None:
             metrics.watch_sources(service.sources)
-        view = GatewayView(schema, service, source_types(service), graphiql=config.server.graphiql)
+        view = GatewayView(schema, service, source_types(service), graphiql=graphiql_page)
         replicas = Replicas.start(
             config, store, metrics.local_limit_decisions.inc if metrics else None
         )
@@ -314,7 +318,10 @@ def create_app(
                 CORSMiddleware,
                 allow_origins=list(config.server.cors_origins),
                 allow_methods=["GET", "POST"],
-                allow_headers=["authorization", "content-type"],
+                allow_headers=list(config.server.cors_allow_headers),
+                # What a browser script may read of an answer: the id to quote in a report.
+                expose_headers=["x-request-id"],
+                max_age=config.server.cors_max_age_s,
             )
         )
     routes = [
@@ -324,6 +331,10 @@ def create_app(
     ]
     if metrics is not None:
         routes.append(Route("/metrics", metrics.endpoint, methods=["GET"]))
+    if graphiql_page is not None:
+        routes.append(
+            Route(f"{ASSETS_PATH}/{{name}}", graphiql_page.asset, methods=["GET", "HEAD"])
+        )
     return Starlette(
         routes=routes,
         middleware=middleware,
