@@ -24,10 +24,10 @@ ASSETS_PATH = "/graphiql/assets"
 OWN_DIR = "graphiql_static"
 OWN_FILES = ("tokengate-graphiql.js", "tokengate-graphiql.css")
 # Scripts from the gateway only (no inline script, no eval); the page talks to the gateway
-# only. Styles: GraphiQL 3 and the libraries in its bundle set inline styles (positions of
-# popovers, the editors' sizes through the style attribute and injected <style> elements), so
-# style-src allows 'unsafe-inline' -- styles cannot run code. Its fonts and icons are data:
-# URIs inside its CSS.
+# only. Styles allow 'unsafe-inline': GraphiQL 3's dialogs (Radix, react-remove-scroll)
+# inject <style> elements whose text depends on the browser's scrollbar width, so no hash
+# fits them (seen in the browser test); styles cannot run code. GraphiQL's fonts and icons
+# are data: URIs inside its CSS.
 CSP = "; ".join(
     (
         "default-src 'self'",

@@ -4,15 +4,16 @@
 //
 // The Headers pane holds bearer secrets, so nothing of it is ever written to the browser's
 // storage: GraphiQL is told not to persist headers (and not to offer the switch), and the
-// storage it is given drops the headers key and the headers of every saved tab whatever
-// GraphiQL asks. Queries and variables are kept, as GraphiQL usually does.
+// storage it is given drops the headers key and every "headers" member of what it saves
+// (tabs, history, favourites) whatever GraphiQL asks. Queries and variables are kept, as GraphiQL usually does.
 (function () {
   "use strict";
 
   var root = document.getElementById("graphiql");
   var NAMESPACE = "graphiql:";
   var NEVER_STORED = [NAMESPACE + "headers", NAMESPACE + "shouldPersistHeaders"];
-  var TABS = NAMESPACE + "tabState";
+  var PROBE = NAMESPACE + "tabState";
+  var VARIABLES = NAMESPACE + "variables";
 
   function fail(message) {
     root.textContent = "";
@@ -34,7 +35,7 @@
   var backing;
   try {
     backing = window.localStorage;
-    backing.getItem(TABS);
+    backing.getItem(PROBE);
   } catch (e) {
     backing = null;
   }
@@ -72,22 +73,33 @@
     });
   }
 
-  // Tabs are saved without their headers (null, as GraphiQL writes when not persisting).
-  function withoutHeaders(value) {
-    try {
-      var state = JSON.parse(value);
-      if (state && Array.isArray(state.tabs)) {
-        state.tabs.forEach(function (tab) {
-          if (tab && typeof tab === "object") {
-            tab.headers = null;
-          }
-        });
-        return JSON.stringify(state);
-      }
-    } catch (e) {
-      // Not JSON: not a tab state GraphiQL could read back either.
+  // Every value GraphiQL keeps is saved without headers: the tabs (GraphiQL nulls them
+  // itself when not persisting), and also the history and favourites, which GraphiQL 3
+  // saves with the headers each query ran with. Any "headers" member, at any depth, is
+  // nulled; a value that is not JSON is kept as is (the query text, an operation name).
+  function scrub(node) {
+    if (Array.isArray(node)) {
+      node.forEach(scrub);
+    } else if (node && typeof node === "object") {
+      Object.keys(node).forEach(function (name) {
+        if (name.toLowerCase() === "headers") {
+          node[name] = null;
+        } else {
+          scrub(node[name]);
+        }
+      });
     }
-    return null;
+    return node;
+  }
+  function withoutHeaders(value) {
+    var text = String(value);
+    var parsed;
+    try {
+      parsed = JSON.parse(text);
+    } catch (e) {
+      return text;
+    }
+    return parsed && typeof parsed === "object" ? JSON.stringify(scrub(parsed)) : text;
   }
 
   var storage = {
@@ -98,14 +110,8 @@
       if (NEVER_STORED.indexOf(key) >= 0) {
         return;
       }
-      if (key === TABS) {
-        value = withoutHeaders(value);
-        if (value === null) {
-          rawRemove(key);
-          return;
-        }
-      }
-      rawSet(key, value);
+      // The variables pane's text is the user's own JSON: kept as typed.
+      rawSet(key, key === VARIABLES ? String(value) : withoutHeaders(value));
     },
     removeItem: function (key) {
       rawRemove(key);
@@ -118,12 +124,14 @@
     },
   };
 
-  // Whatever an older page may have left behind.
+  // Whatever an older page (or an older GraphiQL) may have left behind.
   NEVER_STORED.forEach(rawRemove);
-  var saved = rawGet(TABS);
-  if (saved !== null) {
-    storage.setItem(TABS, saved);
-  }
+  ownKeys().forEach(function (key) {
+    var saved = rawGet(key);
+    if (saved !== null) {
+      storage.setItem(key, saved);
+    }
+  });
 
   var fetcher = window.GraphiQL.createFetcher({
     url: window.location.pathname,
