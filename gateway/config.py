@@ -437,7 +437,9 @@ def _assets_dir(raw: Mapping[str, Any], loc: _Locator, base: Path) -> Path | Non
     if value is None:
         return None
     if not value.strip():
-        raise ConfigError(f"{loc.where('server', 'graphiql_assets_dir')}: must not be empty")
+        raise ConfigError(
+            f"{loc.where('server', 'graphiql_assets_dir')}: graphiql_assets_dir must not be empty"
+        )
     return base / Path(value).expanduser()
 
 
