@@ -300,6 +300,8 @@ def _graphiql_install(args: argparse.Namespace) -> int:
 
     if args.dir:
         directory = Path(args.dir)
+    elif args.bundled:
+        directory = graphiql_assets.bundled_dir()
     else:
         config = _load(args) if args.config or os.environ.get(config_module.CONFIG_ENV) else None
         configured = config.server.graphiql_assets_dir if config is not None else None
@@ -383,6 +385,12 @@ def parser() -> argparse.ArgumentParser:
         "--dir",
         help="install here (default: $TOKENGATE_GRAPHIQL_ASSETS_DIR, [server] "
         "graphiql_assets_dir, else ~/.local/share/tokengate/graphiql)",
+    )
+    install.add_argument(
+        "--bundled",
+        action="store_true",
+        help="install inside the installed package (an image's or a wheel's build step); "
+        "found there without any setting",
     )
     install.add_argument("--force", action="store_true", help="fetch again even if installed")
     install.set_defaults(func=_graphiql_install)
