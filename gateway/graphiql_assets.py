@@ -33,8 +33,8 @@ MANIFEST_NAME = "installed.json"
 ASSETS_DIR_ENV = "TOKENGATE_GRAPHIQL_ASSETS_DIR"
 # A mirror of the npm registry: ours first, then npm's own setting.
 REGISTRY_ENVS = ("TOKENGATE_NPM_REGISTRY", "npm_config_registry")
-# Filled when a wheel or image is built (`tokengate graphiql install --dir gateway/graphiql_assets`).
-BUNDLED_DIR_NAME = "graphiql_assets"
+# Filled when a wheel or image is built (`tokengate graphiql install --bundled`).
+BUNDLED_DIR_NAME = "graphiql_dist"
 # The largest tarball and file accepted (GraphiQL's is 3.6 MB): a registry answering with
 # gigabytes, or a decompression bomb, stops here.
 MAX_TARBALL_BYTES = 32 * 1024 * 1024

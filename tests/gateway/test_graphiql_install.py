@@ -342,3 +342,19 @@ _installed_into: list[Path] = []
 def _record_install(directory: Path, **_kwargs: object) -> bool:
     _installed_into.append(directory)
     return True
+
+
+def test_where_the_files_are_looked_for(tmp_path: Path) -> None:
+    bundled = graphiql_assets.bundled_dir()
+    assert bundled.parent == Path(graphiql_assets.__file__).resolve().parent
+    # Not a name Python could import in place of the module (graphiql_assets.py).
+    assert bundled.name != "graphiql_assets"
+    xdg = {"XDG_DATA_HOME": str(tmp_path)}
+    user = tmp_path / "tokengate" / "graphiql"
+    assert graphiql_assets.candidate_dirs(None, xdg) == [bundled, user]
+    assert graphiql_assets.candidate_dirs(tmp_path / "c", xdg) == [tmp_path / "c"]
+    env = {**xdg, ASSETS_DIR_ENV: str(tmp_path / "e")}
+    assert graphiql_assets.candidate_dirs(tmp_path / "c", env) == [tmp_path / "e"]
+    assert graphiql_assets.install_dir(None, xdg) == user
+    assert graphiql_assets.install_dir(tmp_path / "c", xdg) == tmp_path / "c"
+    assert graphiql_assets.install_dir(tmp_path / "c", env) == tmp_path / "e"
