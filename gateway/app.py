@@ -27,6 +27,7 @@ from tokengate.gateway.body_limit import BodyLimit
 from tokengate.gateway.compression import Gzip
 from tokengate.gateway.config import Config
 from tokengate.gateway.drain import CloseWhileDraining, Drain
+from tokengate.gateway.graphiql import ASSETS_PATH, GraphiQLPage
 from tokengate.gateway.jwt_auth import JwtAuthenticator
 from tokengate.gateway.logs import FIELDS, request_id_var
 from tokengate.gateway.metrics import Metrics
@@ -235,6 +236,9 @@ def create_app(
         manifest=load_manifest(manifest_path) if manifest_path is not None else None,
         only_persisted=config.server.only_persisted,
     )
+    graphiql_page = (
+        GraphiQLPage(config.server.graphiql_assets_dir) if config.server.graphiql else None
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -260,7 +264,7 @@ def create_app(
             schema,
             service,
             source_types(service),
-            graphiql=config.server.graphiql,
+            graphiql=graphiql_page,
             persisted=persisted,
         )
         replicas = Replicas.start(
@@ -327,7 +331,10 @@ def create_app(
                 CORSMiddleware,
                 allow_origins=list(config.server.cors_origins),
                 allow_methods=["GET", "POST"],
-                allow_headers=["authorization", "content-type"],
+                allow_headers=list(config.server.cors_allow_headers),
+                # What a browser script may read of an answer: the id to quote in a report.
+                expose_headers=["x-request-id"],
+                max_age=config.server.cors_max_age_s,
             )
         )
     routes = [
@@ -337,6 +344,10 @@ def create_app(
     ]
     if metrics is not None:
         routes.append(Route("/metrics", metrics.endpoint, methods=["GET"]))
+    if graphiql_page is not None:
+        routes.append(
+            Route(f"{ASSETS_PATH}/{{name}}", graphiql_page.asset, methods=["GET", "HEAD"])
+        )
     return Starlette(
         routes=routes,
         middleware=middleware,

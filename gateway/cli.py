@@ -1,5 +1,5 @@
 """The ``tokengate`` command: serve (--demo), token create, export-schema, migrate, simulate,
-demo jwt."""
+demo jwt, graphiql install."""
 
 from __future__ import annotations
 
@@ -343,6 +343,35 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _graphiql_install(args: argparse.Namespace) -> int:
+    """Fetches GraphiQL's pinned files from the npm registry (or $TOKENGATE_NPM_REGISTRY),
+    checks them against the lock, installs them where the gateway looks."""
+    import os
+
+    from tokengate.gateway import graphiql_assets
+
+    if args.dir:
+        directory = Path(args.dir)
+    elif args.bundled:
+        directory = graphiql_assets.bundled_dir()
+    else:
+        config = _load(args) if args.config or os.environ.get(config_module.CONFIG_ENV) else None
+        configured = config.server.graphiql_assets_dir if config is not None else None
+        directory = graphiql_assets.install_dir(configured)
+    try:
+        done = graphiql_assets.install(
+            directory,
+            force=args.force,
+            say=lambda line: print(f"tokengate: {line}", file=sys.stderr),
+        )
+    except (graphiql_assets.AssetsError, OSError) as exc:
+        print(f"tokengate: GraphiQL not installed: {exc}", file=sys.stderr)
+        return 1
+    state = "installed into" if done else "already installed in"
+    print(f"tokengate: GraphiQL {state} {directory}", file=sys.stderr)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     from tokengate.upstreams import providers
 
@@ -409,6 +438,29 @@ def parser() -> argparse.ArgumentParser:
         "--state-dir", help="the demo's data directory (default: the demo started last)"
     )
     demo_jwt.set_defaults(func=_demo_jwt)
+
+    graphiql = sub.add_parser("graphiql", help="the GraphiQL page's files")
+    graphiql_sub = graphiql.add_subparsers(dest="graphiql_command", required=True)
+    install = with_config(
+        graphiql_sub.add_parser(
+            "install",
+            help="fetch the pinned GraphiQL, React and React DOM from the npm registry "
+            "($TOKENGATE_NPM_REGISTRY for a mirror), verify and install them",
+        )
+    )
+    install.add_argument(
+        "--dir",
+        help="install here (default: $TOKENGATE_GRAPHIQL_ASSETS_DIR, [server] "
+        "graphiql_assets_dir, else ~/.local/share/tokengate/graphiql)",
+    )
+    install.add_argument(
+        "--bundled",
+        action="store_true",
+        help="install inside the installed package (an image's or a wheel's build step); "
+        "found there without any setting",
+    )
+    install.add_argument("--force", action="store_true", help="fetch again even if installed")
+    install.set_defaults(func=_graphiql_install)
     return p
 
 

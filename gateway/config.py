@@ -39,6 +39,24 @@ class ConfigError(ValueError):
     """A config problem, worded for the operator: which key, which line, what to do."""
 
 
+# What browser clients send: GraphQL over HTTP, trace context, request ids, Apollo Client's
+# client awareness headers.
+DEFAULT_CORS_ALLOW_HEADERS = (
+    "authorization",
+    "content-type",
+    "accept",
+    "traceparent",
+    "tracestate",
+    "x-request-id",
+    "apollographql-client-name",
+    "apollographql-client-version",
+)
+# A header name (RFC 9110 token); CORS compares them lowercase.
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+# Chromium caps a preflight cache at 2 hours, Firefox at 24.
+MAX_CORS_MAX_AGE_S = 86_400
+
+
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
     host: str = "127.0.0.1"
@@ -46,6 +64,13 @@ class ServerConfig:
     graphiql: bool = True
     introspection: bool = True
     cors_origins: tuple[str, ...] = ()
+    # Request headers a browser on an allowed origin may send, and how long it may cache a
+    # preflight's answer (Access-Control-Max-Age).
+    cors_allow_headers: tuple[str, ...] = DEFAULT_CORS_ALLOW_HEADERS
+    cors_max_age_s: int = 600
+    # Where GraphiQL's installed files are (`tokengate graphiql install`); None: the files
+    # bundled in the package, else the user's data directory (gateway/graphiql_assets.py).
+    graphiql_assets_dir: Path | None = None
     # How long an idle client connection is kept open. Longer than the idle timeouts of
     # the clients and load balancers in front (httpx 5 s, AWS ALB 60 s), so that the
     # gateway is never the side that closes a connection a client is about to reuse.
@@ -172,6 +197,9 @@ _SECTION_KEYS: dict[str, set[str]] = {
         "graphiql",
         "introspection",
         "cors_origins",
+        "cors_allow_headers",
+        "cors_max_age_s",
+        "graphiql_assets_dir",
         "keep_alive_s",
         "shutdown_delay_s",
         "metrics",
@@ -394,6 +422,9 @@ def _from_file(path: Path, env: Mapping[str, str]) -> Config:
         graphiql=_typed(server_raw, "graphiql", bool, True, loc, "server"),
         introspection=_typed(server_raw, "introspection", bool, True, loc, "server"),
         cors_origins=tuple(_typed(server_raw, "cors_origins", list, [], loc, "server")),
+        cors_allow_headers=_cors_allow_headers(server_raw, loc),
+        cors_max_age_s=_cors_max_age(server_raw, loc),
+        graphiql_assets_dir=_assets_dir(server_raw, loc, base),
         keep_alive_s=_keep_alive(server_raw, loc),
         shutdown_delay_s=_shutdown_delay(server_raw, loc),
         metrics=_typed(server_raw, "metrics", bool, True, loc, "server"),
@@ -534,6 +565,43 @@ def _jwt(table: Mapping[str, Any], loc: _Locator) -> JwtConfig:
         leeway_s=leeway,
         jwks_timeout_s=timeout,
     )
+
+
+def _cors_allow_headers(raw: Mapping[str, Any], loc: _Locator) -> tuple[str, ...]:
+    if "cors_allow_headers" not in raw:
+        return DEFAULT_CORS_ALLOW_HEADERS
+    values = _typed(raw, "cors_allow_headers", list, [], loc, "server")
+    names: list[str] = []
+    for value in values:
+        if not isinstance(value, str) or not _HEADER_NAME.fullmatch(value):
+            raise ConfigError(
+                f"{loc.where('server', 'cors_allow_headers')}: cors_allow_headers must list "
+                f"header names, not {value!r}"
+            )
+        if value.lower() not in names:
+            names.append(value.lower())
+    return tuple(names)
+
+
+def _cors_max_age(raw: Mapping[str, Any], loc: _Locator) -> int:
+    value: int = _typed(raw, "cors_max_age_s", int, 600, loc, "server")
+    if not 0 <= value <= MAX_CORS_MAX_AGE_S:
+        raise ConfigError(
+            f"{loc.where('server', 'cors_max_age_s')}: cors_max_age_s must be between 0 and "
+            f"{MAX_CORS_MAX_AGE_S}"
+        )
+    return value
+
+
+def _assets_dir(raw: Mapping[str, Any], loc: _Locator, base: Path) -> Path | None:
+    value = _typed(raw, "graphiql_assets_dir", str, None, loc, "server")
+    if value is None:
+        return None
+    if not value.strip():
+        raise ConfigError(
+            f"{loc.where('server', 'graphiql_assets_dir')}: graphiql_assets_dir must not be empty"
+        )
+    return base / Path(value).expanduser()
 
 
 def _resolve_sqlite(url: str, base: Path) -> str:

@@ -19,6 +19,7 @@ from strawberry.http.base import BaseRequestProtocol
 from strawberry.types import ExecutionResult
 
 from tokengate.gateway import request_facts
+from tokengate.gateway.graphiql import GraphiQLPage
 from tokengate.gateway.logs import request_id_var
 from tokengate.gateway.persisted import (
     NOT_FOUND,
@@ -34,10 +35,6 @@ from tokengate.upstreams.principal import Principal
 from tokengate.upstreams.service import TokenService
 
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
-# Strawberry's GraphiQL page keeps the headers editor (so the pasted bearer secret) in the
-# browser's localStorage; the page served here never does, and hides the switch for it.
-_PERSIST_ON = "shouldPersistHeaders: true,"
-_PERSIST_OFF = "shouldPersistHeaders: false,\n          showPersistHeadersSettings: false,"
 # Request keys naming a persisted document instead of sending its text (Relay: doc_id).
 DOCUMENT_ID_KEYS = ("documentId", "doc_id")
 
@@ -47,14 +44,6 @@ _apq_pending: contextvars.ContextVar[tuple[str, str] | None] = contextvars.Conte
 )
 
 
-def graphiql_page(page: str) -> str:
-    """Strawberry's GraphiQL page with header persistence off (fails loudly if a new
-    Strawberry changes the page, rather than serving one that may persist secrets)."""
-    if page.count(_PERSIST_ON) != 1:
-        raise RuntimeError("the GraphiQL page changed: check how it persists headers")
-    return page.replace(_PERSIST_ON, _PERSIST_OFF)
-
-
 class GatewayView(GraphQL[Context, None]):
     def __init__(
         self,
@@ -62,22 +51,24 @@ class GatewayView(GraphQL[Context, None]):
         service: TokenService,
         source_types: Mapping[str, SourceType],
         *,
-        graphiql: bool = True,
+        graphiql: GraphiQLPage | None = None,
         persisted: PersistedOperations | None = None,
     ) -> None:
         super().__init__(
             schema,
-            graphql_ide="graphiql" if graphiql else None,
+            graphql_ide="graphiql" if graphiql is not None else None,
             allow_queries_via_get=True,
         )
         self.service = service
         self.source_types = source_types
         self.persisted = persisted if persisted is not None else PersistedOperations()
-        self._graphiql_page = graphiql_page(super().graphql_ide_html) if graphiql else ""
+        self.graphiql = graphiql
 
-    @property
-    def graphql_ide_html(self) -> str:
-        return self._graphiql_page
+    async def render_graphql_ide(self, request: Request) -> Response:
+        # Our page (gateway/graphiql.py), never Strawberry's, which loads from a CDN.
+        if self.graphiql is None:  # pragma: no cover - Strawberry asks only when enabled
+            return Response(status_code=404)
+        return self.graphiql.page()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":  # no subscriptions: HTTP only
