@@ -218,6 +218,10 @@ def test_sign_in_page_revoke_in_chromium(
     assert revoked["id"] in oauth_ids
     assert revoked["ids"] == [i for i in paged if i != revoked["id"]]
     assert revoked["status"].startswith("Revoked ")
+    # Paging on past the revoke (with the cursor taken before it) reaches every other token.
+    everything = steps["all"]["ids"]
+    assert len(everything) == len(set(everything)), "a token was listed twice"
+    assert set(everything) == set(admin_view) - {revoked["id"]}, steps["all"]["status"]
     assert HOSTILE in steps["texts"] and steps["injected"] is False
 
     # The same JWT, from Python: the session is gone at its source (OAuth revoke deletes).

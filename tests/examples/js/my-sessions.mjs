@@ -32,7 +32,7 @@ try {
   const context = await browser.newContext();
   const page = await context.newPage();
   page.setDefaultTimeout(TIMEOUT);
-  page.on("request", (request) => result.requests.push(request.url()));
+  context.on("request", (request) => result.requests.push(request.url()));
   page.on("console", (message) => {
     if (message.type() === "error") result.consoleErrors.push(message.text());
   });
@@ -77,12 +77,20 @@ try {
       ids: await listed(page),
       status: await page.textContent("#status"),
     };
+    await page.screenshot({ path: plan.screenshot, fullPage: true });
+
+    // Then page to the end: the cursor taken before the revoke still continues the list.
+    for (let i = 0; i < 50 && (await page.isVisible("#more")); i++) {
+      if (await page.isVisible("#status.error")) break;
+      await page.click("#more");
+      await page.waitForFunction(() => !document.body.hasAttribute("aria-busy"));
+    }
+    result.steps.all = { ids: await listed(page), status: await page.textContent("#status") };
   }
   result.steps.texts = await page.$$eval("#tokens li .name", (names) =>
     names.map((n) => n.textContent),
   );
   result.steps.injected = await page.evaluate(() => window.__tokengatePwned === true);
-  await page.screenshot({ path: plan.screenshot, fullPage: true });
 
   // A link pointing the page at another gateway is refused before any request.
   const lured = await context.newPage();
