@@ -177,9 +177,12 @@ def test_sign_in_page_revoke_in_chromium(
 ) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
     # A session whose name is markup: the page must show it as text, never run it.
-    _admin(demo, CREATE, {"input": {"source": "internal", "name": HOSTILE, "subject": USER}})
-    # The admin's view of the user's OAuth-style sessions: the one the browser should revoke.
+    hostile = _admin(
+        demo, CREATE, {"input": {"source": "internal", "name": HOSTILE, "subject": USER}}
+    )["createToken"]["token"]["id"]
+    # The admin's view of the user's live tokens: what the page should list.
     admin_view = _admin_listing(demo, USER)
+    assert hostile in admin_view
     oauth_ids = [i for i, node in admin_view.items() if node["source"]["key"] == "idp"]
     assert len(oauth_ids) > 10, admin_view
     query = urlencode({"gateway": demo["gateway"], "idp": demo["idp"]})
@@ -192,6 +195,7 @@ def test_sign_in_page_revoke_in_chromium(
             "idp": demo["idp"],
             "subject": USER,
             "revokePrefer": oauth_ids,
+            "revokeSecond": hostile,
             "screenshot": str(ARTIFACTS / "my-sessions.png"),
         },
         tmp_path,
@@ -224,12 +228,20 @@ def test_sign_in_page_revoke_in_chromium(
     assert set(everything) == set(admin_view) - {revoked["id"]}, steps["all"]["status"]
     assert HOSTILE in steps["texts"] and steps["injected"] is False
 
-    # The same JWT, from Python: the session is gone at its source (OAuth revoke deletes).
+    second = steps["revokedSecond"]
+    assert second["ids"] == [i for i in everything if i != hostile]
+    assert second["status"] == f"Revoked {HOSTILE}."
+
+    # The same JWT, from Python, every status: the OAuth-style session is gone at its source
+    # (revoke deletes it there); the internal token is kept, REVOKED.
     jwt = result["accessToken"]
+    assert jwt and not jwt.startswith("tg_"), "the page did not sign in with a JWT"
     mine = _viewer_tokens(demo["gateway"], jwt)
-    assert revoked["id"] not in mine
     assert set(mine) == set(admin_view) - {revoked["id"]}
-    assert revoked["id"] not in _admin_listing(demo, USER)
+    assert mine[hostile]["status"] == "REVOKED"
+    assert {n["status"] for i, n in mine.items() if i != hostile} <= {"ACTIVE", "EXPIRED"}
+    live = _admin_listing(demo, USER)
+    assert set(live) == set(admin_view) - {revoked["id"], hostile}
 
     # A link pointing the page at another gateway: refused, no request to it.
     lure_step = steps["lure"]
@@ -239,9 +251,9 @@ def test_sign_in_page_revoke_in_chromium(
 
 
 def _admin_listing(demo: dict[str, str], user: str) -> dict[str, dict[str, Any]]:
-    """The user's tokens as the demo admin sees them (``tokens`` filtered by user)."""
+    """The user's live tokens as the demo admin sees them (the page's filter, by user)."""
     text = """query($user: String!, $after: String) { tokens(first: 100, after: $after,
-      filter: {userId: $user}) { edges { node { id status source { key } } }
+      filter: {userId: $user, statuses: [ACTIVE, INACTIVE, EXPIRED]}) { edges { node { id status source { key } } }
       pageInfo { hasNextPage endCursor } } }"""
     found: dict[str, dict[str, Any]] = {}
     after = None

@@ -86,11 +86,21 @@ try {
       await page.waitForFunction(() => !document.body.hasAttribute("aria-busy"));
     }
     result.steps.all = { ids: await listed(page), status: await page.textContent("#status") };
+    result.steps.texts = await page.$$eval("#tokens li .name", (names) =>
+      names.map((n) => n.textContent),
+    );
+    result.steps.injected = await page.evaluate(() => window.__tokengatePwned === true);
+
+    // Revoke a second one (an internal token: kept at the gateway, marked REVOKED).
+    const second = page.locator(`#tokens li[data-id="${plan.revokeSecond}"]`);
+    await second.locator("button.revoke").click();
+    await second.waitFor({ state: "detached" });
+    await page.waitForFunction(() => !document.body.hasAttribute("aria-busy"));
+    result.steps.revokedSecond = {
+      ids: await listed(page),
+      status: await page.textContent("#status"),
+    };
   }
-  result.steps.texts = await page.$$eval("#tokens li .name", (names) =>
-    names.map((n) => n.textContent),
-  );
-  result.steps.injected = await page.evaluate(() => window.__tokengatePwned === true);
 
   // A link pointing the page at another gateway is refused before any request.
   const lured = await context.newPage();
