@@ -251,15 +251,20 @@ def test_sign_in_page_revoke_in_chromium(
 
 
 def _admin_listing(demo: dict[str, str], user: str) -> dict[str, dict[str, Any]]:
-    """The user's live tokens as the demo admin sees them (the page's filter, by user)."""
+    """The user's live tokens as the demo admin sees them: the page's filter, and the tokens
+    owned by the user (``userId`` filters the OAuth-style source only)."""
     text = """query($user: String!, $after: String) { tokens(first: 100, after: $after,
-      filter: {userId: $user, statuses: [ACTIVE, INACTIVE, EXPIRED]}) { edges { node { id status source { key } } }
+      filter: {userId: $user, statuses: [ACTIVE, INACTIVE, EXPIRED]}) {
+      edges { node { id status source { key } owner { kind id } } }
       pageInfo { hasNextPage endCursor } } }"""
     found: dict[str, dict[str, Any]] = {}
     after = None
     while True:
         page = _admin(demo, text, {"user": user, "after": after})["tokens"]
-        found.update({e["node"]["id"]: e["node"] for e in page["edges"]})
+        mine = [
+            e["node"] for e in page["edges"] if e["node"]["owner"] == {"kind": "USER", "id": user}
+        ]
+        found.update({node["id"]: node for node in mine})
         if not page["pageInfo"]["hasNextPage"]:
             return found
         after = page["pageInfo"]["endCursor"]
