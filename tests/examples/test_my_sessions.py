@@ -201,6 +201,7 @@ def test_sign_in_page_revoke_in_chromium(
         tmp_path,
     )
     steps = result["steps"]
+    jwt = result.pop("accessToken", None)  # kept out of assertion messages
     assert result["pageErrors"] == [] and result["consoleErrors"] == [], result
     # Every request the browser made went to 127.0.0.1 (the page, the IdP, the gateway).
     hosts = {urlsplit(u).hostname for u in result["requests"] if not u.startswith("data:")}
@@ -234,7 +235,6 @@ def test_sign_in_page_revoke_in_chromium(
 
     # The same JWT, from Python, every status: the OAuth-style session is gone at its source
     # (revoke deletes it there); the internal token is kept, REVOKED.
-    jwt = result["accessToken"]
     assert jwt and not jwt.startswith("tg_"), "the page did not sign in with a JWT"
     mine = _viewer_tokens(demo["gateway"], jwt)
     assert set(mine) == set(admin_view) - {revoked["id"]}
