@@ -36,6 +36,8 @@ EXAMPLE = ROOT / "examples" / "my-sessions"
 DRIVER = Path(__file__).resolve().parent / "js"
 ARTIFACTS = ROOT / "test-artifacts"
 USER = "anna.de.vries@example.com"  # the demo user with OAuth-style sessions
+OTHER = "bram.jansen"  # a few sessions: one page
+NOBODY = "nobody@example.com"
 HOSTILE = '<img src=x onerror="window.__tokengatePwned=true">'
 CREATE = "mutation($input: CreateTokenInput!) { createToken(input: $input) { token { id } } }"
 VIEWER = """query($after: String) { viewer { subject tokens(first: 100, after: $after) {
@@ -196,6 +198,7 @@ def test_sign_in_page_revoke_in_chromium(
             "subject": USER,
             "revokePrefer": oauth_ids,
             "revokeSecond": hostile,
+            "otherUsers": [OTHER, NOBODY],
             "screenshot": str(ARTIFACTS / "my-sessions.png"),
         },
         tmp_path,
@@ -242,6 +245,14 @@ def test_sign_in_page_revoke_in_chromium(
     assert {n["status"] for i, n in mine.items() if i != hostile} <= {"ACTIVE", "EXPIRED"}
     live = _admin_listing(demo, USER)
     assert set(live) == set(admin_view) - {revoked["id"], hostile}
+
+    # Another user sees exactly their own tokens; a user without any is told so.
+    other = steps["others"][OTHER]
+    assert other["whoami"] == f"Signed in as {OTHER}" and not other["moreVisible"]
+    assert other["ids"] and set(other["ids"]) == set(_admin_listing(demo, OTHER))
+    nobody = steps["others"][NOBODY]
+    assert nobody["whoami"] == f"Signed in as {NOBODY}"
+    assert nobody["ids"] == [] and nobody["status"] == "No tokens."
 
     # A link pointing the page at another gateway: refused, no request to it.
     lure_step = steps["lure"]

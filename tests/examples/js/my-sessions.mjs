@@ -102,6 +102,24 @@ try {
     };
   }
 
+  // Other users, each in a fresh page: only their own tokens, or "No tokens."
+  result.steps.others = {};
+  for (const user of plan.otherUsers ?? []) {
+    const other = await context.newPage();
+    other.setDefaultTimeout(TIMEOUT);
+    await other.goto(plan.pageUrl);
+    await other.fill("#subject", user);
+    await other.click("#sign-in-button");
+    await other.waitForSelector("#whoami:not([hidden]), #status.error");
+    result.steps.others[user] = {
+      whoami: await other.textContent("#whoami"),
+      status: await other.textContent("#status"),
+      ids: await listed(other),
+      moreVisible: await other.isVisible("#more"),
+    };
+    await other.close();
+  }
+
   // A link pointing the page at another gateway is refused before any request.
   const lured = await context.newPage();
   const before = result.requests.length;
