@@ -27,6 +27,7 @@ from tokengate.gateway.auth import BearerAuth
 from tokengate.gateway.body_limit import BodyLimit
 from tokengate.gateway.config import Config
 from tokengate.gateway.drain import CloseWhileDraining, Drain
+from tokengate.gateway.jwt_auth import JwtAuthenticator
 from tokengate.gateway.logs import FIELDS, request_id_var
 from tokengate.gateway.metrics import Metrics
 from tokengate.gateway.replicas import Replicas
@@ -259,7 +260,9 @@ def create_app(
         )
         if metrics is not None:
             metrics.watch_replicas(replicas.status)
-        graphql.app = BearerAuth(view, store, replicas.limiter, metrics=metrics)
+        # [auth.jwt]: its key set is fetched at the first JWT a caller sends, not here.
+        jwt = JwtAuthenticator(config.auth.jwt, client) if config.auth.jwt else None
+        graphql.app = BearerAuth(view, store, replicas.limiter, metrics=metrics, jwt=jwt)
         state["runtime"] = Runtime(store=store, service=service, replicas=replicas)
         if drain_on_sigterm:
             drain.install()
@@ -271,6 +274,8 @@ def create_app(
             yield
         finally:
             graphql.app = None
+            if jwt is not None:
+                await jwt.aclose()
             await replicas.aclose()
             await service.aclose()
             await client.aclose()

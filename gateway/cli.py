@@ -1,4 +1,5 @@
-"""The ``tokengate`` command: serve (--demo), token create, export-schema, migrate, simulate."""
+"""The ``tokengate`` command: serve (--demo), token create, export-schema, migrate, simulate,
+demo jwt."""
 
 from __future__ import annotations
 
@@ -147,10 +148,13 @@ def _serve_demo(config: Config) -> int:
     import tempfile
     from pathlib import Path
 
+    from tokengate.gateway import demo_idp
     from tokengate.gateway.app import open_store
-    from tokengate.gateway.config import StoreConfig
+    from tokengate.gateway.config import AuthConfig, JwtConfig, StoreConfig
     from tokengate.gateway.demo import demo_secret, simulators
+    from tokengate.upstreams.loopback import free_port, serve_in_thread
     from tokengate.upstreams.model import CreateSpec
+    from tokengate.upstreams.oauth.simulator import WALK_USER
 
     workdir = Path(tempfile.mkdtemp(prefix="tokengate-demo-"))
     secret = os.environ.get("TOKENGATE_BOOTSTRAP_TOKEN") or demo_secret()
@@ -168,11 +172,30 @@ def _serve_demo(config: Config) -> int:
             await store.aclose()
 
     asyncio.run(seed())
-    with simulators() as running:
+    # The demo identity provider: its issuer is its URL, so its port is chosen first.
+    idp = demo_idp.DemoIdp.create(f"http://127.0.0.1:{free_port()}")
+    idp.save(workdir)
+    idp_port = int(idp.issuer.rsplit(":", 1)[1])
+    with simulators() as running, serve_in_thread(demo_idp.app(idp), idp_port) as idp_url:
         demo = dataclasses.replace(
-            config, store=store_config, sources=tuple(s.source for s in running.values())
+            config,
+            store=store_config,
+            sources=tuple(s.source for s in running.values()),
+            auth=AuthConfig(
+                jwt=JwtConfig(
+                    issuer=idp.issuer,
+                    audience=idp.audience,
+                    jwks_url=idp.jwks_url,
+                    algorithms=(demo_idp.ALGORITHM,),
+                )
+            ),
+            # Demo only: a page on any origin may call it (a real deployment lists origins).
+            server=config.server
+            if config.server.cors_origins
+            else dataclasses.replace(config.server, cors_origins=("*",)),
         )
         url = f"http://{demo.server.host}:{demo.server.port}/graphql"
+        sample = idp.token(WALK_USER)
         print(
             "\n".join(
                 [
@@ -183,13 +206,43 @@ def _serve_demo(config: Config) -> int:
                     'Try:       { tokens(first: 20, filter: {userId: "anna.de.vries@example.com"}) '
                     "{ totalCount edges { node { name provider status createdAt } } "
                     "failedSources { source { key } reason } } }",
+                    f"Identity provider (demo, no password): {idp_url}  "
+                    "(GET /jwks; POST /token with JSON "
+                    '{"subject": "USER", "scope": "tokens:read tokens:write"})',
+                    f'Signed in as {WALK_USER} (JWT, 1 h): {{"Authorization": "Bearer {sample}"}}',
+                    "More:      tokengate demo jwt --subject USER [--scope tokens:read]",
                     f"Data:      {workdir} (temporary)",
                 ]
             ),
             file=sys.stderr,
         )
-        _run(demo)
+        demo_idp.announce(workdir, idp_url, url)
+        try:
+            _run(demo)
+        finally:
+            demo_idp.withdraw(workdir)
     return 0
+
+
+def _demo_jwt(args: argparse.Namespace) -> int:
+    from tokengate.gateway import demo_idp
+
+    try:
+        state_dir = Path(args.state_dir) if args.state_dir else demo_idp.running_demo_dir()
+        idp = demo_idp.DemoIdp.load(state_dir)
+        scope = " ".join(args.scope) if args.scope else demo_idp.DEFAULT_SCOPE
+        print(idp.token(args.subject, scope, ttl_s=args.ttl))
+    except demo_idp.DemoIdpError as exc:
+        print(f"tokengate: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _ttl(value: str) -> int:
+    seconds = int(value)
+    if not 1 <= seconds <= 86_400:
+        raise argparse.ArgumentTypeError("--ttl must be between 1 and 86400 seconds")
+    return seconds
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -341,6 +394,21 @@ def parser() -> argparse.ArgumentParser:
 
     mig = with_config(sub.add_parser("migrate", help="apply store migrations"))
     mig.set_defaults(func=_migrate)
+
+    demo = sub.add_parser("demo", help="helpers for `serve --demo`")
+    demo_sub = demo.add_subparsers(dest="demo_command", required=True)
+    demo_jwt = demo_sub.add_parser(
+        "jwt", help="print a JWT of the running demo's identity provider for a user"
+    )
+    demo_jwt.add_argument("--subject", required=True, help="the user id (the JWT's sub)")
+    demo_jwt.add_argument(
+        "--scope", action="append", help="repeatable (default: tokens:read tokens:write)"
+    )
+    demo_jwt.add_argument("--ttl", type=_ttl, default=3600, help="seconds (default 3600)")
+    demo_jwt.add_argument(
+        "--state-dir", help="the demo's data directory (default: the demo started last)"
+    )
+    demo_jwt.set_defaults(func=_demo_jwt)
     return p
 
 

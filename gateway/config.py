@@ -117,6 +117,37 @@ class SourceConfig:
         return ids if isinstance(ids, tuple) else ()
 
 
+# JWT signature algorithms [auth.jwt] accepts: asymmetric ones only. ``none`` verifies
+# nothing, and an HMAC algorithm would let anyone holding the published key sign tokens.
+JWT_ALGORITHMS = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+)
+JWT_SCOPES = ("tokens:read", "tokens:write", "tokens:admin")
+
+
+@dataclass(frozen=True, slots=True)
+class JwtConfig:
+    """``[auth.jwt]``: end users signed in at an identity provider (gateway/jwt_auth.py)."""
+
+    issuer: str
+    audience: str
+    jwks_url: str
+    algorithms: tuple[str, ...] = ("RS256", "ES256")
+    subject_claim: str = "sub"
+    scope_claim: str = "scope"
+    default_scopes: tuple[str, ...] = ("tokens:read",)
+    leeway_s: float = 30.0
+    # One fetch of the key set, whole: a JWKS server that hangs costs a caller this long.
+    jwks_timeout_s: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class AuthConfig:
+    """``[auth]``: ways to authenticate besides internal tokens (always accepted)."""
+
+    jwt: JwtConfig | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     server: ServerConfig = ServerConfig()
@@ -124,6 +155,7 @@ class Config:
     limits: LimitsConfig = LimitsConfig()
     sources: tuple[SourceConfig, ...] = ()
     path: Path | None = None
+    auth: AuthConfig = AuthConfig()
 
 
 _SECTION_KEYS: dict[str, set[str]] = {
@@ -152,6 +184,19 @@ _SECTION_KEYS: dict[str, set[str]] = {
         "storage_url",
     },
 }
+_JWT_KEYS = frozenset(
+    {
+        "issuer",
+        "audience",
+        "jwks_url",
+        "algorithms",
+        "subject_claim",
+        "scope_claim",
+        "default_scopes",
+        "leeway_s",
+        "jwks_timeout_s",
+    }
+)
 # The keys of every [[sources]] entry; each provider adds its own (upstreams.providers).
 _COMMON_SOURCE_KEYS = frozenset(
     {
@@ -239,7 +284,12 @@ def load(
     if port is not None:
         server = _replace_server(server, port=_port(str(port), "--port"))
     return Config(
-        server=server, store=store, limits=limits, sources=config.sources, path=config.path
+        server=server,
+        store=store,
+        limits=limits,
+        sources=config.sources,
+        path=config.path,
+        auth=config.auth,
     )
 
 
@@ -313,7 +363,7 @@ def _from_file(path: Path, env: Mapping[str, str]) -> Config:
     loc = _Locator(text, path)
     base = path.resolve().parent
     for section in raw:
-        if section not in _SECTION_KEYS and section != "sources":
+        if section not in _SECTION_KEYS and section not in ("sources", "auth"):
             raise ConfigError(f"{loc.where(section)}: unknown section [{section}]")
     for section, allowed in _SECTION_KEYS.items():
         table = raw.get(section, {})
@@ -372,7 +422,107 @@ def _from_file(path: Path, env: Mapping[str, str]) -> Config:
                 "('internal' is the store's)"
             )
         seen.add(s.key)
-    return Config(server=server, store=store, limits=limits, sources=sources, path=path)
+    auth = _auth(raw.get("auth", {}), loc)
+    return Config(server=server, store=store, limits=limits, sources=sources, path=path, auth=auth)
+
+
+def _auth(raw: Any, loc: _Locator) -> AuthConfig:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{loc.where('auth')}: [auth] must be a table")
+    for key in raw:
+        if key != "jwt":
+            raise ConfigError(f"{loc.where('auth', key)}: unknown key auth.{key} (known: jwt)")
+    if "jwt" not in raw:
+        return AuthConfig()
+    table = raw["jwt"]
+    if not isinstance(table, dict):
+        raise ConfigError(f"{loc.where('auth', 'jwt')}: [auth.jwt] must be a table")
+    return AuthConfig(jwt=_jwt(table, loc))
+
+
+def _jwt(table: Mapping[str, Any], loc: _Locator) -> JwtConfig:
+    section = "auth.jwt"
+
+    def where(key: str | None = None) -> str:
+        return loc.where(section, key)
+
+    for key in table:
+        if key not in _JWT_KEYS:
+            raise ConfigError(
+                f"{where(key)}: unknown key {section}.{key} (known: {', '.join(sorted(_JWT_KEYS))})"
+            )
+    for required in ("issuer", "audience", "jwks_url"):
+        if required not in table:
+            raise ConfigError(f"{where()}: [{section}] needs {required!r}")
+
+    def text(key: str, default: str | None = None) -> str:
+        value: str = _typed(table, key, str, default, loc, section)
+        if not value.strip():
+            raise ConfigError(f"{where(key)}: {key} must not be empty")
+        return value
+
+    def strings(key: str, default: tuple[str, ...]) -> tuple[str, ...]:
+        values = _typed(table, key, list, list(default), loc, section)
+        if not all(isinstance(v, str) for v in values):
+            raise ConfigError(f"{where(key)}: {key} must be a list of strings")
+        return tuple(dict.fromkeys(values))
+
+    jwks_url = text("jwks_url")
+    parts = urlsplit(jwks_url)
+    loopback = parts.hostname in ("127.0.0.1", "::1", "localhost")
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.fragment:
+        raise ConfigError(f"{where('jwks_url')}: jwks_url must be an http(s) URL")
+    if parts.scheme == "http" and not loopback:
+        raise ConfigError(
+            f"{where('jwks_url')}: jwks_url must use https (plain http only on loopback): "
+            "whoever can alter the key set can sign tokens"
+        )
+    if parts.username or parts.password:
+        raise ConfigError(f"{where('jwks_url')}: jwks_url must not hold credentials")
+    algorithms = strings("algorithms", ("RS256", "ES256"))
+    if not algorithms:
+        raise ConfigError(f"{where('algorithms')}: algorithms must name at least one")
+    for alg in algorithms:
+        if alg.lower() == "none" or alg.upper().startswith("HS"):
+            raise ConfigError(
+                f"{where('algorithms')}: algorithm {alg!r} is refused: 'none' checks no "
+                "signature and HMAC would let anyone with the published key sign tokens"
+            )
+        if alg not in JWT_ALGORITHMS:
+            raise ConfigError(
+                f"{where('algorithms')}: unknown algorithm {alg!r} "
+                f"(known: {', '.join(sorted(JWT_ALGORITHMS))})"
+            )
+    default_scopes = strings("default_scopes", ("tokens:read",))
+    for scope in default_scopes:
+        if scope not in JWT_SCOPES:
+            raise ConfigError(
+                f"{where('default_scopes')}: unknown scope {scope!r} (known: {', '.join(JWT_SCOPES)})"
+            )
+        if scope == "tokens:admin":
+            raise ConfigError(
+                f"{where('default_scopes')}: tokens:admin cannot be a default: the identity "
+                "provider must grant it in the token's scope claim"
+            )
+    leeway = float(_typed(table, "leeway_s", (int, float), 30, loc, section))
+    if not 0 <= leeway <= 300:
+        raise ConfigError(f"{where('leeway_s')}: leeway_s must be between 0 and 300 seconds")
+    timeout = float(_typed(table, "jwks_timeout_s", (int, float), 5, loc, section))
+    if not 0 < timeout <= 60:
+        raise ConfigError(
+            f"{where('jwks_timeout_s')}: jwks_timeout_s must be between 0 and 60 seconds"
+        )
+    return JwtConfig(
+        issuer=text("issuer"),
+        audience=text("audience"),
+        jwks_url=jwks_url,
+        algorithms=algorithms,
+        subject_claim=text("subject_claim", "sub"),
+        scope_claim=text("scope_claim", "scope"),
+        default_scopes=default_scopes,
+        leeway_s=leeway,
+        jwks_timeout_s=timeout,
+    )
 
 
 def _resolve_sqlite(url: str, base: Path) -> str:

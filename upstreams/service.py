@@ -449,6 +449,7 @@ class TokenService:
             try:
                 await self.store.record_audit(
                     actor_token_id=principal.token_id or None,
+                    actor_subject=principal.jwt_subject,
                     action=action,
                     target_id=record.target[:512],
                     source=source[:64],
