@@ -40,7 +40,9 @@ OTHER = "bram.jansen"  # a few sessions: one page
 NOBODY = "nobody@example.com"
 HOSTILE = '<img src=x onerror="window.__tokengatePwned=true">'
 CREATE = "mutation($input: CreateTokenInput!) { createToken(input: $input) { token { id } } }"
-VIEWER = """query($after: String) { viewer { subject tokens(first: 100, after: $after) {
+# Every status: revoked tokens are left out by default.
+VIEWER = """query($after: String) { viewer { subject tokens(first: 100, after: $after,
+  filter: {statuses: [ACTIVE, INACTIVE, EXPIRED, REVOKED]}) {
   edges { node { id status source { key } } } pageInfo { hasNextPage endCursor } } } }"""
 
 
@@ -100,7 +102,8 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     process = subprocess.Popen(
         [sys.executable, "-m", "tokengate.gateway.cli", "serve", "--demo", "--port", str(port)],
         cwd=workdir,
-        env={**os.environ, "TOKENGATE_SHUTDOWN_DELAY_S": "0"},
+        # XDG_CACHE_HOME: where the demo announces itself (for `tokengate demo jwt`).
+        env={**os.environ, "TOKENGATE_SHUTDOWN_DELAY_S": "0", "XDG_CACHE_HOME": str(workdir)},
         stdout=log,
         stderr=log,
     )
@@ -119,7 +122,7 @@ def _announced(log: IO[str]) -> dict[str, str]:
         log.seek(0)
         text = log.read()
         admin = re.search(r"Bearer (tg_demo_[A-Za-z0-9_-]+)", text)
-        idp = re.search(r"(?im)^\s*(?:IdP|identity provider)[^\n]*?(http://127\.0\.0\.1:\d+)", text)
+        idp = re.search(r"(?m)^Identity provider[^\n]*?(http://127\.0\.0\.1:\d+)", text)
         if admin and idp:
             return {"admin": admin.group(1), "idp": idp.group(1)}
         assert time.monotonic() < deadline, f"serve --demo announced no IdP/admin token:\n{text}"
@@ -262,10 +265,10 @@ def test_sign_in_page_revoke_in_chromium(
 
 
 def _admin_listing(demo: dict[str, str], user: str) -> dict[str, dict[str, Any]]:
-    """The user's live tokens as the demo admin sees them: the page's filter, and the tokens
-    owned by the user (``userId`` filters the OAuth-style source only)."""
+    """The user's tokens but revoked ones, as the demo admin sees them: those owned by the
+    user (``userId`` filters the OAuth-style source only)."""
     text = """query($user: String!, $after: String) { tokens(first: 100, after: $after,
-      filter: {userId: $user, statuses: [ACTIVE, INACTIVE, EXPIRED]}) {
+      filter: {userId: $user}) {
       edges { node { id status source { key } owner { kind id } } }
       pageInfo { hasNextPage endCursor } } }"""
     found: dict[str, dict[str, Any]] = {}

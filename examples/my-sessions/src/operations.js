@@ -1,12 +1,12 @@
 import { gql } from "@apollo/client";
 
-// The caller's own live tokens: `viewer` is bound to the signed-in user by the gateway.
-// Revoked internal tokens are kept for audit with status REVOKED: not a session any more.
+// The caller's own tokens: `viewer` is bound to the signed-in user by the gateway.
+// Revoked tokens are left out unless `filter: {statuses: [...]}` asks for them.
 export const MY_TOKENS = gql`
   query MyTokens($first: Int!, $after: String) {
     viewer {
       subject
-      tokens(first: $first, after: $after, filter: { statuses: [ACTIVE, INACTIVE, EXPIRED] }) {
+      tokens(first: $first, after: $after) {
         edges {
           node {
             id
