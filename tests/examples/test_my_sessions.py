@@ -196,7 +196,7 @@ def test_sign_in_page_revoke_in_chromium(
         tools,
         {
             "pageUrl": f"{site}/?{query}",
-            "lureUrl": f"{site}/?{lure}",
+            "refusedUrls": [f"{site}/?{lure}", f"{site}/?gateway={demo['gateway']}"],
             "idp": demo["idp"],
             "subject": USER,
             "revokePrefer": oauth_ids,
@@ -257,10 +257,13 @@ def test_sign_in_page_revoke_in_chromium(
     assert nobody["whoami"] == f"Signed in as {NOBODY}"
     assert nobody["ids"] == [] and nobody["status"] == "No tokens."
 
-    # A link pointing the page at another gateway: refused, no request to it.
-    lure_step = steps["lure"]
-    assert "loopback" in lure_step["status"] and lure_step["signInDisabled"]
-    assert all(u.startswith(site) for u in lure_step["requests"]), lure_step["requests"]
+    # A link pointing the page at another gateway, an address without the IdP: refused,
+    # saying why, and no request leaves the page's own origin.
+    lured, no_idp = steps["refused"]
+    assert "loopback" in lured["status"] and "Add ?idp=" in no_idp["status"]
+    for refused in (lured, no_idp):
+        assert refused["signInDisabled"]
+        assert all(u.startswith(site) for u in refused["requests"]), refused["requests"]
     assert (ARTIFACTS / "my-sessions.png").stat().st_size > 1000
 
 

@@ -1,11 +1,12 @@
-// Where the gateway and the demo identity provider are. Defaults: `tokengate serve --demo`.
+// Where the gateway and the demo identity provider are. The gateway defaults to
+// `tokengate serve --demo`'s; the demo IdP's port changes at every start, so ?idp= is needed.
 // The query string may point the page elsewhere (?gateway=URL&idp=URL), but only at a
 // loopback host: a link must not be able to send the user's token to another server.
 // A real application fixes these URLs at build time instead.
 
 export const DEFAULTS = {
   gateway: "http://127.0.0.1:8000/graphql",
-  idp: "http://127.0.0.1:8001",
+  idp: null,
 };
 
 const LOOPBACK = new Set(["127.0.0.1", "localhost", "[::1]"]);
@@ -32,6 +33,9 @@ export function readConfig(search) {
     const url = loopbackUrl(given);
     if (url === null) return { error: `?${key}= must be an http(s) URL on a loopback host` };
     config[key] = url;
+  }
+  if (config.idp === null) {
+    return { error: "Add ?idp=URL to this address: the identity provider `tokengate serve --demo` prints" };
   }
   return { config };
 }

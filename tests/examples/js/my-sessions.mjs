@@ -120,16 +120,22 @@ try {
     await other.close();
   }
 
-  // A link pointing the page at another gateway is refused before any request.
-  const lured = await context.newPage();
-  const before = result.requests.length;
-  await lured.goto(plan.lureUrl);
-  await lured.waitForSelector("#status.error");
-  result.steps.lure = {
-    status: await lured.textContent("#status"),
-    signInDisabled: await lured.isDisabled("#sign-in-button"),
-    requests: result.requests.slice(before),
-  };
+  // Addresses the page refuses to work with (a link pointing it at another gateway, no
+  // IdP): it says why, before any request leaves the page's origin.
+  result.steps.refused = [];
+  for (const url of plan.refusedUrls ?? []) {
+    const refused = await context.newPage();
+    refused.setDefaultTimeout(TIMEOUT);
+    const before = result.requests.length;
+    await refused.goto(url);
+    await refused.waitForSelector("#status.error");
+    result.steps.refused.push({
+      status: await refused.textContent("#status"),
+      signInDisabled: await refused.isDisabled("#sign-in-button"),
+      requests: result.requests.slice(before),
+    });
+    await refused.close();
+  }
 } catch (error) {
   result.failure = String(error && error.stack ? error.stack : error);
 } finally {
