@@ -17,7 +17,7 @@ from tokengate.schema.mutation import Mutation
 from tokengate.schema.parsing import ParseLimits, document_parser
 from tokengate.schema.query import Query
 from tokengate.schema.types import SourceType, TokenType
-from tokengate.schema.users import UserType, user_reference
+from tokengate.schema.users import UserType, user_references
 from tokengate.upstreams.errors import InvalidInput
 
 CACHE_SIZE = 512
@@ -36,6 +36,7 @@ class GatewaySchema(strawberry.federation.Schema):
         (which crashes on unknown or non-entity type names).
         """
         loader = info.context.token_loader
+        user_reference = user_references()
         results: list[Any] = []
         for index, representation in enumerate(representations):
             fields: dict[str, Any] = representation if isinstance(representation, dict) else {}

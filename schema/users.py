@@ -8,6 +8,10 @@ bound to another user is refused before any source is asked).
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+from collections.abc import Callable, Hashable
+
 import strawberry
 from strawberry.types import Info
 
@@ -16,7 +20,7 @@ from tokengate.schema.context import Context
 from tokengate.schema.inputs import TokenFilterInput, TokenOrderInput, to_filter, to_order
 from tokengate.schema.types import TokenConnection
 from tokengate.upstreams.errors import InvalidInput
-from tokengate.upstreams.service import PageArgs
+from tokengate.upstreams.service import PageArgs, TokenList
 
 # A user id in an entity representation: the longest the OAuth-style source takes.
 MAX_USER_ID = 256
@@ -62,6 +66,12 @@ class Viewer:
 )
 class UserType:
     id: strawberry.ID
+    # One listing per set of arguments, shared by every representation of this user in one
+    # ``_entities`` call (they resolve to this one object): a user named twice is asked
+    # for once.
+    listings: strawberry.Private[dict[Hashable, asyncio.Task[TokenList]]] = dataclasses.field(
+        default_factory=dict
+    )
 
     @strawberry.field(
         description=(
@@ -81,14 +91,31 @@ class UserType:
         order_by: TokenOrderInput | None = None,
     ) -> TokenConnection:
         ctx = info.context
-        result = await ctx.service.list_user_tokens(
-            ctx.principal,
-            str(self.id),
-            to_filter(filter),
-            to_order(order_by),
-            PageArgs(first=first, after=after, last=last, before=before),
-        )
-        return token_connection(info, result)
+        flt, order = to_filter(filter), to_order(order_by)
+        args = PageArgs(first=first, after=after, last=last, before=before)
+        key = (flt, order, args)
+        listing = self.listings.get(key)
+        if listing is None:
+            listing = asyncio.ensure_future(
+                ctx.service.list_user_tokens(ctx.principal, str(self.id), flt, order, args)
+            )
+            self.listings[key] = listing
+        # Shielded: one field cancelled must not cancel the listing the others await.
+        return token_connection(info, await asyncio.shield(listing))
+
+
+def user_references() -> Callable[[int, object], UserType | InvalidInput]:
+    """Turns the representations of one ``_entities`` call into ``User`` objects, one per
+    distinct id."""
+    seen: dict[str, UserType] = {}
+
+    def reference(index: int, user_id: object) -> UserType | InvalidInput:
+        user = user_reference(index, user_id)
+        if isinstance(user, UserType):
+            user = seen.setdefault(str(user.id), user)
+        return user
+
+    return reference
 
 
 def user_reference(index: int, user_id: object) -> UserType | InvalidInput:

@@ -111,3 +111,21 @@ def test_a_source_binding_still_applies(gw: Gateway, sims: dict[str, Simulated])
 def test_bad_page_arguments_are_refused_without_a_subject_too(gw: Gateway) -> None:
     body = gw.gql(VIEWER, {"first": 0})
     assert [e["extensions"]["code"] for e in body["errors"]] == ["BAD_USER_INPUT"]
+
+
+def test_a_cursor_from_another_users_listing_shows_nothing_of_theirs(
+    gw: Gateway, sims: dict[str, Simulated]
+) -> None:
+    """A cursor only says where to resume: under another caller it resumes that caller's
+    own listing, never the listing it came from."""
+    entities = """query($r: [_Any!]!) { _entities(representations: $r) {
+      ... on User { tokens(first: 1) { pageInfo { endCursor } } } } }"""
+    r = [{"__typename": "User", "id": "anna.de.vries@example.com"}]
+    cursor = gw.data(entities, {"r": r})["_entities"][0]["tokens"]["pageInfo"]["endCursor"]
+    secret, own_id = mint(gw, scopes=["tokens:read"], subject=BRAM)
+    assert own_id not in cursor
+    everything = ids_of(gw.data(VIEWER, {"first": 50}, secret=secret)["viewer"]["tokens"])
+    resumed = gw.data(VIEWER, {"first": 50, "after": cursor}, secret=secret)["viewer"]["tokens"]
+    assert resumed["edges"]
+    assert all(e["node"]["owner"]["id"] == BRAM for e in resumed["edges"])
+    assert set(ids_of(resumed)) <= set(everything)
