@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -16,7 +17,7 @@ import httpx
 import jwt
 import pytest
 
-from tests.conftest import Gateway
+from tests.conftest import Gateway, LogCapture
 from tests.jwt_idp import (
     JWKS_TIMEOUT_S,
     Idp,
@@ -444,3 +445,18 @@ def test_rate_keys_fit_a_lineage_and_never_name_a_token() -> None:
     key = jwt_auth.rate_key("someone@example.com" * 20)
     assert len(key) == 32 and key.startswith("jwt:")
     assert jwt_auth.rate_key("a") != jwt_auth.rate_key("b")
+
+
+def test_jwts_never_reach_the_logs(
+    shared: Gateway, rsa_key: SigningKey, captured_logs: LogCapture
+) -> None:
+    good = sign(rsa_key, claims("gina@example.com", scope=RW))
+    expired = sign(rsa_key, claims("gina@example.com", exp=int(time.time()) - 600))
+    assert call(shared, good).status_code == 200
+    assert call(shared, expired).status_code == 401
+    shared.gql("query($x: String) { tokens(filter: {name: $x}) { totalCount } }", {"x": good})
+    logging.getLogger("tokengate.test").warning("a caller sent %s", good)
+    for token in (good, expired):
+        for part in token.split(".")[1:]:
+            assert part not in captured_logs.text
+    assert "[REDACTED JWT]" in captured_logs.text
