@@ -245,56 +245,62 @@ def test_a_rotated_key_set_is_picked_up_without_a_restart(
 
 
 def test_concurrent_unknown_kids_share_one_fetch(
-    gateway: Gateway, provider: Idp, rsa_key: SigningKey
+    tmp_path: Path, provider: Idp, rsa_key: SigningKey
 ) -> None:
-    assert call(gateway, sign(rsa_key, claims())).status_code == 200
-    provider.state.hang = True  # every caller arrives while the one fetch is under way
-    late_key = SigningKey.ec("late")
-    provider.state.keys = [rsa_key, late_key]
-    token = sign(late_key, claims())
+    with jwt_gateway(tmp_path, provider, jwks_timeout_s=10) as gateway:
+        assert call(gateway, sign(rsa_key, claims())).status_code == 200
+        provider.state.hang = True  # callers arrive while the one fetch is under way
+        late_key = SigningKey.ec("late")
+        provider.state.keys = [rsa_key, late_key]
+        token = sign(late_key, claims())
 
-    async def many() -> list[int]:
-        async with httpx.AsyncClient(timeout=30) as client:
+        async def many() -> list[int]:
+            async with httpx.AsyncClient(timeout=30) as client:
 
-            async def one() -> int:
-                response = await client.post(
-                    f"{gateway.url}/graphql",
-                    json={"query": SOURCES},
-                    headers={"Authorization": f"Bearer {token}"},
-                )
-                return response.status_code
+                async def one() -> int:
+                    response = await client.post(
+                        f"{gateway.url}/graphql",
+                        json={"query": SOURCES},
+                        headers={"Authorization": f"Bearer {token}"},
+                    )
+                    return response.status_code
 
-            tasks = [asyncio.ensure_future(one()) for _ in range(100)]
-            await asyncio.sleep(0.3)
-            provider.state.hang = False
-            return await asyncio.gather(*tasks)
+                tasks = [asyncio.ensure_future(one()) for _ in range(100)]
+                await asyncio.sleep(0.5)
+                provider.state.hang = False
+                return await asyncio.gather(*tasks)
 
-    statuses = asyncio.run(many())
+        statuses = asyncio.run(many())
     assert statuses == [200] * 100
     assert provider.state.fetches == 2
 
 
+@pytest.mark.slow
 def test_a_hanging_jwks_server_answers_401_within_the_timeout(
-    gateway: Gateway, provider: Idp, rsa_key: SigningKey
+    tmp_path: Path, provider: Idp, rsa_key: SigningKey
 ) -> None:
+    timeout_s = 3.0  # long enough to see other callers served meanwhile, even on a busy box
     provider.state.hang = True
     token = sign(rsa_key, claims())
-    with ThreadPoolExecutor(2) as pool:
+    with jwt_gateway(tmp_path, provider, jwks_timeout_s=timeout_s) as gateway:
+        with ThreadPoolExecutor(2) as pool:
+            started = time.monotonic()
+            pending = pool.submit(call, gateway, token)
+            while provider.state.fetches == 0:  # the fetch is under way, and hangs
+                assert time.monotonic() - started < timeout_s, "no fetch started"
+                time.sleep(0.01)
+            # The gateway serves other callers meanwhile.
+            assert gateway.post(SOURCES).status_code == 200
+            assert not pending.done()
+            response = pending.result(timeout=30)
+            elapsed = time.monotonic() - started
+        assert_refused(response, token)
+        assert timeout_s * 0.9 <= elapsed < timeout_s + 2.0
+        # Right after a failed fetch, callers are refused without waiting on the server.
         started = time.monotonic()
-        pending = pool.submit(call, gateway, token)
-        time.sleep(0.2)
-        before = time.monotonic()
-        assert gateway.post(SOURCES).status_code == 200  # the gateway serves others meanwhile
-        assert time.monotonic() - before < JWKS_TIMEOUT_S / 2
-        response = pending.result(timeout=10)
-        elapsed = time.monotonic() - started
-    assert_refused(response, token)
-    assert JWKS_TIMEOUT_S * 0.8 <= elapsed < JWKS_TIMEOUT_S + 1.0
-    # Right after a failed fetch, callers are refused at once and the server is not asked.
-    started = time.monotonic()
-    assert_refused(call(gateway, token), token)
-    assert time.monotonic() - started < 0.5
-    assert provider.state.fetches == 1
+        assert_refused(call(gateway, token), token)
+        assert time.monotonic() - started < timeout_s / 2
+        assert provider.state.fetches == 1
 
 
 @pytest.mark.parametrize("status", [503, 404])
@@ -324,7 +330,7 @@ def test_a_jwks_server_that_is_down_answers_401(tmp_path: Path, rsa_key: Signing
         token = sign(rsa_key, claims())
         started = time.monotonic()
         assert_refused(call(gw, token), token)
-        assert time.monotonic() - started < JWKS_TIMEOUT_S + 1.0
+        assert time.monotonic() - started < JWKS_TIMEOUT_S + 2.0
         assert gw.post(SOURCES).status_code == 200
 
 
