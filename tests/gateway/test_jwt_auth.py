@@ -235,13 +235,39 @@ def test_an_unknown_kid_refetches_once_then_is_refused(
 def test_a_rotated_key_set_is_picked_up_without_a_restart(
     gateway: Gateway, provider: Idp, rsa_key: SigningKey
 ) -> None:
-    assert call(gateway, sign(rsa_key, claims())).status_code == 200
+    retired = sign(rsa_key, claims())
+    for _ in range(2):  # the second time from the cache of verified tokens
+        assert call(gateway, retired).status_code == 200
     new_key = SigningKey.ec("ec-2026")
     provider.state.keys = [new_key]
     assert call(gateway, sign(new_key, claims())).status_code == 200
     assert provider.state.fetches == 2
-    retired = sign(rsa_key, claims())
+    # A new key set drops what was verified under the old one.
     assert_refused(call(gateway, retired), retired)
+
+
+def test_a_verified_token_is_not_checked_again_for_a_while(
+    shared: Gateway, rsa_key: SigningKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checks: list[str] = []
+    real = jwt.decode
+
+    def counted(token: str, *args: Any, **kwargs: Any) -> Any:
+        checks.append(token)
+        return real(token, *args, **kwargs)
+
+    monkeypatch.setattr(jwt, "decode", counted)
+    clock = Clock(monkeypatch)
+    token = sign(rsa_key, claims("hana@example.com", exp=int(time.time()) + 3600))
+    # Past its exp, within the leeway: accepted, but never from the cache.
+    lapsed = sign(rsa_key, claims("hana@example.com", exp=int(time.time()) - 5))
+    for _ in range(3):
+        assert call(shared, token).status_code == 200
+        assert call(shared, lapsed).status_code == 200
+    assert checks == [token, lapsed, lapsed, lapsed]
+    clock.advance(jwt_auth.VERIFIED_CACHE_S)
+    assert call(shared, token).status_code == 200
+    assert checks == [token, lapsed, lapsed, lapsed, token]
 
 
 def test_concurrent_unknown_kids_share_one_fetch(
