@@ -7,6 +7,7 @@ import asyncio
 import base64
 import json
 import logging
+import re
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -492,3 +493,25 @@ def test_jwts_never_reach_the_logs(
         for part in token.split(".")[1:]:
             assert part not in captured_logs.text
     assert "[REDACTED JWT]" in captured_logs.text
+
+
+def test_refusals_are_counted_by_reason(
+    tmp_path: Path, provider: Idp, rsa_key: SigningKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = Clock(monkeypatch)
+
+    def count(gw: Gateway, reason: str) -> float:
+        text = httpx.get(f"{gw.url}/metrics").text
+        found = re.search(rf'tokengate_auth_failures_total\{{reason="{reason}"\}} (\S+)', text)
+        assert found, text
+        return float(found.group(1))
+
+    provider.state.status = 503
+    with jwt_gateway(tmp_path, provider) as gw:
+        assert call(gw, sign(rsa_key, claims())).status_code == 401
+        assert count(gw, "jwt_keys_unavailable") == 1
+        provider.state.status = 200
+        clock.advance(jwt_auth.RETRY_AFTER_FAILURE_S)
+        assert call(gw, sign(rsa_key, claims(aud="x"))).status_code == 401
+        assert call(gw, sign(rsa_key, claims(exp=1))).status_code == 401
+        assert (count(gw, "jwt_invalid"), count(gw, "expired")) == (1, 1)
