@@ -176,6 +176,11 @@ BAD_TOKENS = {
         (attacker := SigningKey.rsa(k.kid)), claims(), headers={"jwk": attacker.jwk()}
     ),
     "not base64": lambda k: "a.b.c",
+    "unknown critical header": lambda k: sign(k, claims(), headers={"crit": ["x"], "x": 1}),
+    "control character in the subject": lambda k: sign(k, claims("alice\n[admin]")),
+    "subject too long": lambda k: sign(k, claims("u" * 256)),
+    "longer than any token": lambda k: sign(k, claims(pad="x" * 9000)),
+    "five parts (JWE)": lambda k: sign(k, claims()) + ".e30.e30",
 }
 
 
