@@ -125,7 +125,7 @@ class KeySet:
         self.generation = 0
 
     async def find(self, kid: str | None) -> list[Key]:
-        """The keys that may have signed a token with this ``kid`` (all kid-less keys for a
+        """The keys that may have signed a token with this ``kid`` (see ``_lookup`` for a
         token without one); raises ``KeysUnavailable`` when no key set was ever fetched."""
         now = monotonic()
         if self._keys is None:
@@ -148,10 +148,6 @@ class KeySet:
             await self._refresh()
         return self._lookup(kid)
 
-    async def warm(self) -> None:
-        """Fetch once ahead of the first caller (failures are only logged)."""
-        await self._refresh()
-
     async def aclose(self) -> None:
         if self._inflight is not None:
             self._inflight.cancel()
@@ -162,7 +158,10 @@ class KeySet:
         if self._keys is None:
             return []
         if kid is None:
-            return [k for keys in self._keys.values() for k in keys]
+            # The keys published without a kid, or the only key: never every key in turn
+            # (a token without a kid must not cost one signature check per key).
+            every = [k for keys in self._keys.values() for k in keys]
+            return list(self._keys.get(None, ())) or (every if len(every) == 1 else [])
         return list(self._keys.get(kid, ()))
 
     def _may_retry(self, now: float) -> bool:

@@ -520,3 +520,22 @@ def test_refusals_are_counted_by_reason(
         assert call(gw, sign(rsa_key, claims(aud="x"))).status_code == 401
         assert call(gw, sign(rsa_key, claims(exp=1))).status_code == 401
         assert (count(gw, "jwt_invalid"), count(gw, "expired")) == (1, 1)
+
+
+def test_a_token_without_kid(
+    tmp_path: Path, rsa_key: SigningKey, ec_key: SigningKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Verified with the only key, or the keys published without a kid; never with every
+    key in turn."""
+    clock = Clock(monkeypatch)
+    bare = jwt.encode(claims(), rsa_key.private, algorithm="RS256")
+    assert "kid" not in jwt.get_unverified_header(bare)
+    for name in ("single", "several"):
+        (tmp_path / name).mkdir()
+    with idp(rsa_key) as single, jwt_gateway(tmp_path / "single", single) as gw:
+        assert call(gw, bare).status_code == 200
+    with idp(rsa_key, ec_key) as several, jwt_gateway(tmp_path / "several", several) as gw:
+        assert_refused(call(gw, bare), bare)
+        several.state.extra = [{k: v for k, v in rsa_key.jwk().items() if k != "kid"}]
+        clock.advance(jwt_auth.REFETCH_INTERVAL_S)
+        assert call(gw, bare).status_code == 200
