@@ -465,16 +465,20 @@ def test_custom_claims(tmp_path: Path, provider: Idp, rsa_key: SigningKey) -> No
 
 def test_one_rate_bucket_per_user(tmp_path: Path, provider: Idp, rsa_key: SigningKey) -> None:
     """Every token of one user counts against one bucket: new tokens from the identity
-    provider do not escape the limit."""
-    limits = LimitsConfig(rate_per_s=0.001, burst=2)
+    provider, or internal tokens the user mints, do not escape the limit."""
+    limits = LimitsConfig(rate_per_s=0.001, burst=3)
     with jwt_gateway(tmp_path, provider, limits=limits) as gw:
-        for jti in ("1", "2"):
-            assert (
-                call(gw, sign(rsa_key, claims("dave@example.com", jti=jti))).json().get("errors")
-                is None
-            )
-        third = call(gw, sign(rsa_key, claims("dave@example.com", jti="3"))).json()
-        assert third["errors"][0]["extensions"]["code"] == "RATE_LIMITED"
+
+        def dave(jti: str) -> str:
+            return sign(rsa_key, claims("dave@example.com", scope=RW, jti=jti))
+
+        minted = gw.data(CREATE, {"input": {"source": "internal", "name": "d"}}, secret=dave("1"))
+        secret = minted["createToken"]["secret"]
+        assert call(gw, secret).json().get("errors") is None
+        assert call(gw, dave("2")).json().get("errors") is None
+        for caller in (secret, dave("3")):
+            refused = call(gw, caller).json()
+            assert refused["errors"][0]["extensions"]["code"] == "RATE_LIMITED"
         other_user = call(gw, sign(rsa_key, claims("erin@example.com"))).json()
         assert other_user.get("errors") is None
 
