@@ -543,3 +543,36 @@ def test_a_token_without_kid(
         several.state.extra = [{k: v for k, v in rsa_key.jwk().items() if k != "kid"}]
         clock.advance(jwt_auth.REFETCH_INTERVAL_S)
         assert call(gw, bare).status_code == 200
+
+
+def test_an_old_key_set_is_refreshed_in_the_background(
+    gateway: Gateway, provider: Idp, rsa_key: SigningKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Keys the identity provider retired stop working within MAX_AGE_S, though no token
+    names an unknown kid; the refresh holds no caller up."""
+    clock = Clock(monkeypatch)
+    token = sign(rsa_key, claims("ivy@example.com"))
+    assert call(gateway, token).status_code == 200
+    provider.state.keys = [SigningKey.ec("successor")]
+    clock.advance(jwt_auth.MAX_AGE_S + 1)
+    fresh = sign(rsa_key, claims("ivy@example.com", jti="2"))
+    assert call(gateway, fresh).status_code == 200  # served from the cached set meanwhile
+    deadline = time.monotonic() + 10
+    while provider.state.fetches < 2:
+        assert time.monotonic() < deadline, "no background refresh"
+        time.sleep(0.02)
+    time.sleep(0.2)
+    late = sign(rsa_key, claims("ivy@example.com", jti="3"))
+    assert_refused(call(gateway, late), late)
+    assert_refused(call(gateway, token), token)  # the cache of verified tokens went too
+
+
+def test_a_gateway_without_auth_jwt_refuses_jwts(tmp_path: Path, rsa_key: SigningKey) -> None:
+    from tests.conftest import BOOTSTRAP, gateway_config
+    from tokengate.gateway.app import create_app
+    from tokengate.upstreams.loopback import serve_in_thread
+
+    with serve_in_thread(create_app(gateway_config(tmp_path))) as url:
+        gw = Gateway(url=url, admin_secret=BOOTSTRAP, config=gateway_config(tmp_path))
+        token = sign(rsa_key, claims(scope="tokens:admin"))
+        assert_refused(call(gw, token), token)
