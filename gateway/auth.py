@@ -111,7 +111,7 @@ class BearerAuth:
             request_facts.current().outcome = request_facts.REFUSED
             if self.metrics is not None:
                 self.metrics.auth_failed(principal)
-            if principal in (MISSING, MALFORMED):
+            if raw is None or bearer_secret(raw.decode("latin-1")) is None:  # no bearer value
                 await _unauthenticated(
                     send, "missing credentials: send Authorization: Bearer <token>", CHALLENGE
                 )

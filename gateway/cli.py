@@ -216,7 +216,14 @@ def _serve_demo(config: Config) -> int:
             ),
             file=sys.stderr,
         )
-        demo_idp.announce(workdir, idp_url, url)
+        try:
+            demo_idp.announce(workdir, idp_url, url)
+        except OSError as exc:  # a read-only home: `demo jwt` then needs --state-dir
+            print(
+                f"tokengate demo: cannot note the demo in {demo_idp.pointer_file()} "
+                f"({exc.strerror}): use `tokengate demo jwt --state-dir {workdir} ...`",
+                file=sys.stderr,
+            )
         try:
             _run(demo)
         finally:
