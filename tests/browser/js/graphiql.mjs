@@ -42,6 +42,18 @@ try {
     });
   });
 
+  // The sandbox is offline: a public host does not resolve (else the test proves nothing).
+  const probe = await context.newPage();
+  try {
+    await probe.goto("https://registry.npmjs.org/", { timeout: 10000 });
+    seen.publicHostReached = true;
+  } catch (error) {
+    seen.publicHostReached = false;
+    seen.publicHostError = String(error).split("\n")[0];
+  }
+  await probe.close();
+  seen.requests.length = 0;
+
   const response = await page.goto(`${gateway}/graphql`, { waitUntil: "load" });
   seen.pageStatus = response.status();
   seen.pageCsp = response.headers()["content-security-policy"] || null;
