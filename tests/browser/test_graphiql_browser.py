@@ -113,6 +113,9 @@ def test_graphiql_runs_offline_and_keeps_no_secret(driver: list[str], served: st
         assert BOOTSTRAP not in text
         assert "authorization" not in text.lower()
         assert "query Sources" in storage["local"].get("graphiql:query", "")
+    # Planted before the reload (as an older page could have left them), scrubbed by it.
+    assert "graphiql:headers" not in seen["storageAfterReload"]["local"]
+    assert "__typename" in seen["storageAfterReload"]["local"]["graphiql:favorites"]
     assert seen["cookies"] == []
     assert BOOTSTRAP not in seen["afterReload"]["headers"]
     assert "query Sources" in seen["afterReload"]["query"]
