@@ -106,6 +106,17 @@ def _server_options(config: Config) -> dict[str, Any]:
 def _announce(config: Config, detail: str = "") -> None:
     url = f"http://{config.server.host}:{config.server.port}/graphql"
     print(f"tokengate: serving GraphQL on {url}{detail}", file=sys.stderr)
+    if config.server.graphiql:
+        from tokengate.gateway.graphiql_assets import candidate_dirs, is_installed, load_lock
+
+        lock = load_lock()
+        if not any(
+            is_installed(d, lock) for d in candidate_dirs(config.server.graphiql_assets_dir)
+        ):
+            print(
+                "tokengate: GraphiQL's files are not installed: run `tokengate graphiql install`",
+                file=sys.stderr,
+            )
 
 
 def _workers(value: str) -> int:

@@ -78,11 +78,15 @@ class Lock:
 def parse_lock(raw: bytes) -> Lock:
     data = json.loads(raw)
     packages = []
+    seen = {MANIFEST_NAME}
     for entry in data["packages"]:
         files = dict(entry["files"])
         for name in files.values():
-            if not _SAFE_NAME.fullmatch(name):
+            if not isinstance(name, str) or not _SAFE_NAME.fullmatch(name):
                 raise AssetsError(f"the lock names an unsafe file name: {name!r}")
+            if name in seen:
+                raise AssetsError(f"the lock names {name!r} twice (or the manifest's name)")
+            seen.add(name)
         packages.append(
             Package(
                 name=str(entry["name"]),

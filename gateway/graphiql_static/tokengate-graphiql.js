@@ -128,8 +128,12 @@
   NEVER_STORED.forEach(rawRemove);
   ownKeys().forEach(function (key) {
     var saved = rawGet(key);
-    if (saved !== null) {
-      storage.setItem(key, saved);
+    try {
+      if (saved !== null) {
+        storage.setItem(key, saved);
+      }
+    } catch (e) {
+      rawRemove(key); // could not be rewritten (storage full): not kept as it was
     }
   });
 

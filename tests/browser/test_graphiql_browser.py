@@ -91,6 +91,8 @@ def _drive(driver: list[str], url: str) -> dict[str, Any]:
 @pytest.mark.slow
 def test_graphiql_runs_offline_and_keeps_no_secret(driver: list[str], served: str) -> None:
     seen = _drive(driver, served)
+    assert seen["publicHostReached"] is False
+    assert "ERR_NAME_NOT_RESOLVED" in seen["publicHostError"]
     assert seen["pageStatus"] == 200 and "script-src 'self'" in seen["pageCsp"]
     assert seen["rendered"]
     # The query was typed in and its result is on the page.
@@ -111,6 +113,9 @@ def test_graphiql_runs_offline_and_keeps_no_secret(driver: list[str], served: st
         assert BOOTSTRAP not in text
         assert "authorization" not in text.lower()
         assert "query Sources" in storage["local"].get("graphiql:query", "")
+    # Planted before the reload (as an older page could have left them), scrubbed by it.
+    assert "graphiql:headers" not in seen["storageAfterReload"]["local"]
+    assert "__typename" in seen["storageAfterReload"]["local"]["graphiql:favorites"]
     assert seen["cookies"] == []
     assert BOOTSTRAP not in seen["afterReload"]["headers"]
     assert "query Sources" in seen["afterReload"]["query"]

@@ -307,6 +307,19 @@ def test_a_lock_cannot_name_a_path() -> None:
         }
         with pytest.raises(AssetsError, match="unsafe file name"):
             parse_lock(json.dumps(raw).encode())
+    twice = {
+        "registry": NPM,
+        "packages": [
+            {"name": n, "version": "1", "tarball": "t", "integrity": "i", "files": {"a": name}}
+            for n, name in (("x", "a.js"), ("y", "a.js"))
+        ],
+    }
+    with pytest.raises(AssetsError, match="twice"):
+        parse_lock(json.dumps(twice).encode())
+    twice["packages"] = twice["packages"][:1]
+    twice["packages"][0]["files"] = {"a": MANIFEST_NAME}
+    with pytest.raises(AssetsError, match="twice"):
+        parse_lock(json.dumps(twice).encode())
 
 
 def test_cli_refuses_a_tampered_download(

@@ -286,3 +286,18 @@ def test_a_vendor_file_is_read_and_compressed_once_per_version_on_disk(
     path.write_bytes(b"/* new */ " * 100)
     assert web.get(url).content == b"/* new */ " * 100
     assert len(calls) == 2
+
+
+def test_serve_says_when_the_files_are_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tokengate.gateway.cli import _announce
+
+    monkeypatch.delenv(ASSETS_DIR_ENV, raising=False)
+    (tmp_path / "empty").mkdir()
+    _announce(gateway_config(tmp_path, server=ServerConfig(graphiql_assets_dir=tmp_path / "empty")))
+    assert "run `tokengate graphiql install`" in capsys.readouterr().err
+    fake_install(tmp_path / "ok", load_lock())
+    _announce(gateway_config(tmp_path, server=ServerConfig(graphiql_assets_dir=tmp_path / "ok")))
+    _announce(gateway_config(tmp_path, server=ServerConfig(graphiql=False)))
+    assert "graphiql install" not in capsys.readouterr().err

@@ -42,6 +42,18 @@ try {
     });
   });
 
+  // The sandbox is offline: a public host does not resolve (else the test proves nothing).
+  const probe = await context.newPage();
+  try {
+    await probe.goto("https://registry.npmjs.org/", { timeout: 10000 });
+    seen.publicHostReached = true;
+  } catch (error) {
+    seen.publicHostReached = false;
+    seen.publicHostError = String(error).split("\n")[0];
+  }
+  await probe.close();
+  seen.requests.length = 0;
+
   const response = await page.goto(`${gateway}/graphql`, { waitUntil: "load" });
   seen.pageStatus = response.status();
   seen.pageCsp = response.headers()["content-security-policy"] || null;
@@ -114,6 +126,16 @@ try {
   seen.cookies = await context.cookies();
   seen.cspViolations = await page.evaluate(() => window.__cspViolations);
 
+  // What an older page could have left: headers under their own key and in favourites.
+  // The page scrubs them when it starts.
+  await page.evaluate((secret) => {
+    const header = JSON.stringify({ Authorization: `Bearer ${secret}` });
+    window.localStorage.setItem("graphiql:headers", header);
+    window.localStorage.setItem(
+      "graphiql:favorites",
+      JSON.stringify({ favorites: [{ query: "{ __typename }", headers: header }] }),
+    );
+  }, bearer);
   // After a reload the query is still there (storage works), the header is not.
   await page.reload({ waitUntil: "load" });
   await page.waitForSelector(headers, { timeout: 20000 });
