@@ -65,7 +65,7 @@ def tools() -> dict[str, str]:
             "TOKENGATE_REQUIRE_NODE",
         )
     chromium = os.environ.get("TOKENGATE_CHROMIUM") or shutil.which("chromium")
-    _need("chromium", chromium, "TOKENGATE_REQUIRE_CHROMIUM")
+    _need("chromium", chromium and Path(chromium).is_file(), "TOKENGATE_REQUIRE_CHROMIUM")
     assert node and chromium
     return {"node": node, "chromium": chromium}
 
