@@ -1,9 +1,11 @@
 """examples/my-sessions in headless chromium against ``tokengate serve --demo``.
 
-The page is built with esbuild, served from its own loopback origin (so every gateway call
-is cross-origin: CORS is exercised as a browser does it), signs in at the demo identity
-provider, pages once, revokes one of the user's OAuth-style sessions; then Python asks
-``viewer { tokens }`` again with the same JWT. Nothing may leave 127.0.0.1.
+The page is built with esbuild and served from its own loopback origin (so every gateway
+call is cross-origin: CORS as a browser does it). In chromium it signs in at the demo
+identity provider, pages, revokes one of the user's OAuth-style sessions, pages on to the
+end, revokes an internal token; then Python asks ``viewer { tokens }`` again with the same
+JWT. Other users, a hostile token name and lure links are checked on the way. Every host but
+127.0.0.1 is unresolvable in the browser, and every request it makes is checked.
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ def tools() -> dict[str, str]:
             "TOKENGATE_REQUIRE_NODE",
         )
     chromium = os.environ.get("TOKENGATE_CHROMIUM") or shutil.which("chromium")
-    _need("chromium", chromium, "TOKENGATE_REQUIRE_CHROMIUM")
+    _need("chromium", chromium and Path(chromium).is_file(), "TOKENGATE_REQUIRE_CHROMIUM")
     assert node and chromium
     return {"node": node, "chromium": chromium}
 
@@ -114,6 +116,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     finally:
         process.terminate()
         process.wait(timeout=30)
+        log.close()
 
 
 def _announced(log: IO[str]) -> dict[str, str]:
@@ -125,7 +128,7 @@ def _announced(log: IO[str]) -> dict[str, str]:
         idp = re.search(r"(?m)^Identity provider[^\n]*?(http://127\.0\.0\.1:\d+)", text)
         if admin and idp:
             return {"admin": admin.group(1), "idp": idp.group(1)}
-        assert time.monotonic() < deadline, f"serve --demo announced no IdP/admin token:\n{text}"
+        assert time.monotonic() < deadline, f"serve --demo announced no IdP/admin token: {log.name}"
         time.sleep(0.2)
 
 

@@ -126,8 +126,12 @@ function start() {
     const subject = $("subject").value.trim();
     if (!subject) return;
     guarded(async () => {
+      // Forget the previous user (and their token) before asking for the next one.
+      Object.assign(state, { client: null, tokens: [], endCursor: null, hasNextPage: false });
+      $("whoami").hidden = true;
+      show("");
+      render();
       state.client = await signIn(config.idp, config.gateway, subject);
-      state.tokens = [];
       const who = await loadPage(null);
       $("whoami").hidden = false;
       $("whoami").textContent = `Signed in as ${who}`;

@@ -38,7 +38,8 @@ try {
   });
   page.on("pageerror", (error) => result.pageErrors.push(String(error)));
   page.on("response", async (response) => {
-    if (response.url() === `${plan.idp}/token` && response.ok()) {
+    // The first sign-in's token (plan.subject): Python reuses it.
+    if (response.url() === `${plan.idp}/token` && response.ok() && !result.accessToken) {
       result.accessToken = (await response.json()).access_token;
     }
   });
@@ -102,22 +103,24 @@ try {
     };
   }
 
-  // Other users, each in a fresh page: only their own tokens, or "No tokens."
+  // Other users, signing in on the same page: only their own tokens, or "No tokens."
   result.steps.others = {};
   for (const user of plan.otherUsers ?? []) {
-    const other = await context.newPage();
-    other.setDefaultTimeout(TIMEOUT);
-    await other.goto(plan.pageUrl);
-    await other.fill("#subject", user);
-    await other.click("#sign-in-button");
-    await other.waitForSelector("#whoami:not([hidden]), #status.error");
+    await page.fill("#subject", user);
+    await page.click("#sign-in-button");
+    await page.waitForFunction(
+      (who) =>
+        !document.body.hasAttribute("aria-busy") &&
+        (document.getElementById("whoami").textContent === `Signed in as ${who}` ||
+          document.querySelector("#status.error")),
+      user,
+    );
     result.steps.others[user] = {
-      whoami: await other.textContent("#whoami"),
-      status: await other.textContent("#status"),
-      ids: await listed(other),
-      moreVisible: await other.isVisible("#more"),
+      whoami: await page.textContent("#whoami"),
+      status: await page.textContent("#status"),
+      ids: await listed(page),
+      moreVisible: await page.isVisible("#more"),
     };
-    await other.close();
   }
 
   // Addresses the page refuses to work with (a link pointing it at another gateway, no
