@@ -41,7 +41,8 @@ from tokengate.schema.limits import Limits
 from tokengate.schema.types import SourceCapabilities, SourceType
 from tokengate.upstreams import ids
 from tokengate.upstreams.cursor_codec import CursorCodec
-from tokengate.upstreams.service import TokenService
+from tokengate.upstreams.model import Provider
+from tokengate.upstreams.service import USER_OWNED_PROVIDERS, TokenService
 from tokengate.upstreams.store import SecretHasher, StoreSource, create_engine, load_key, migrate
 
 log = logging.getLogger("tokengate.app")
@@ -168,6 +169,14 @@ def worker_app() -> Starlette:
     return create_app(config_module.load(None), freeze_heap=True, drain_on_sigterm=True)
 
 
+def user_sources(config: Config) -> int:
+    """How many sources a user's tokens can come from (``viewer``/``User`` tokens reach no
+    other; the query cost counts these): the internal store and every configured source
+    but those whose provider is known to own its tokens by account or application."""
+    account_owned = {p.value for p in Provider if p not in USER_OWNED_PROVIDERS}
+    return 1 + sum(s.provider.upper() not in account_owned for s in config.sources)
+
+
 def source_types(service: TokenService) -> dict[str, SourceType]:
     return {
         key: SourceType(
@@ -223,6 +232,7 @@ def create_app(
             max_tokens=config.limits.max_tokens,
             max_document_chars=config.limits.max_document_chars,
             sources=len(config.sources) + 1,
+            user_sources=user_sources(config),
         ),
         introspection=config.server.introspection,
     )
