@@ -27,8 +27,11 @@ from tokengate.gateway.body_limit import BodyLimit
 from tokengate.gateway.compression import Gzip
 from tokengate.gateway.config import Config
 from tokengate.gateway.drain import CloseWhileDraining, Drain
+from tokengate.gateway.graphiql import ASSETS_PATH, GraphiQLPage
+from tokengate.gateway.jwt_auth import JwtAuthenticator
 from tokengate.gateway.logs import FIELDS, request_id_var
 from tokengate.gateway.metrics import Metrics
+from tokengate.gateway.persisted import PersistedOperations, load_manifest
 from tokengate.gateway.replicas import Replicas
 from tokengate.gateway.tracing import TraceRequests, Tracing
 from tokengate.gateway.upstream_factory import build_upstreams, http_client
@@ -38,7 +41,8 @@ from tokengate.schema.limits import Limits
 from tokengate.schema.types import SourceCapabilities, SourceType
 from tokengate.upstreams import ids
 from tokengate.upstreams.cursor_codec import CursorCodec
-from tokengate.upstreams.service import TokenService
+from tokengate.upstreams.model import Provider
+from tokengate.upstreams.service import USER_OWNED_PROVIDERS, TokenService
 from tokengate.upstreams.store import SecretHasher, StoreSource, create_engine, load_key, migrate
 
 log = logging.getLogger("tokengate.app")
@@ -165,6 +169,14 @@ def worker_app() -> Starlette:
     return create_app(config_module.load(None), freeze_heap=True, drain_on_sigterm=True)
 
 
+def user_sources(config: Config) -> int:
+    """How many sources a user's tokens can come from (``viewer``/``User`` tokens reach no
+    other; the query cost counts these): the internal store and every configured source
+    but those whose provider is known to own its tokens by account or application."""
+    account_owned = {p.value for p in Provider if p not in USER_OWNED_PROVIDERS}
+    return 1 + sum(s.provider.upper() not in account_owned for s in config.sources)
+
+
 def source_types(service: TokenService) -> dict[str, SourceType]:
     return {
         key: SourceType(
@@ -220,6 +232,7 @@ def create_app(
             max_tokens=config.limits.max_tokens,
             max_document_chars=config.limits.max_document_chars,
             sources=len(config.sources) + 1,
+            user_sources=user_sources(config),
         ),
         introspection=config.server.introspection,
     )
@@ -227,6 +240,15 @@ def create_app(
     state: dict[str, Runtime] = {}
     drain = Drain(config.server.shutdown_delay_s)
     metrics = Metrics() if config.server.metrics else None
+    manifest_path = config.server.persisted_documents
+    persisted = PersistedOperations(
+        apq_cache_size=config.server.apq_cache_size,
+        manifest=load_manifest(manifest_path) if manifest_path is not None else None,
+        only_persisted=config.server.only_persisted,
+    )
+    graphiql_page = (
+        GraphiQLPage(config.server.graphiql_assets_dir) if config.server.graphiql else None
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -248,13 +270,21 @@ def create_app(
         )
         if metrics is not None:
             metrics.watch_sources(service.sources)
-        view = GatewayView(schema, service, source_types(service), graphiql=config.server.graphiql)
+        view = GatewayView(
+            schema,
+            service,
+            source_types(service),
+            graphiql=graphiql_page,
+            persisted=persisted,
+        )
         replicas = Replicas.start(
             config, store, metrics.local_limit_decisions.inc if metrics else None
         )
         if metrics is not None:
             metrics.watch_replicas(replicas.status)
-        graphql.app = BearerAuth(view, store, replicas.limiter, metrics=metrics)
+        # [auth.jwt]: its key set is fetched at the first JWT a caller sends, not here.
+        jwt = JwtAuthenticator(config.auth.jwt, client) if config.auth.jwt else None
+        graphql.app = BearerAuth(view, store, replicas.limiter, metrics=metrics, jwt=jwt)
         state["runtime"] = Runtime(store=store, service=service, replicas=replicas)
         if drain_on_sigterm:
             drain.install()
@@ -266,6 +296,8 @@ def create_app(
             yield
         finally:
             graphql.app = None
+            if jwt is not None:
+                await jwt.aclose()
             await replicas.aclose()
             await service.aclose()
             await client.aclose()
@@ -309,7 +341,10 @@ def create_app(
                 CORSMiddleware,
                 allow_origins=list(config.server.cors_origins),
                 allow_methods=["GET", "POST"],
-                allow_headers=["authorization", "content-type"],
+                allow_headers=list(config.server.cors_allow_headers),
+                # What a browser script may read of an answer: the id to quote in a report.
+                expose_headers=["x-request-id"],
+                max_age=config.server.cors_max_age_s,
             )
         )
     routes = [
@@ -319,6 +354,10 @@ def create_app(
     ]
     if metrics is not None:
         routes.append(Route("/metrics", metrics.endpoint, methods=["GET"]))
+    if graphiql_page is not None:
+        routes.append(
+            Route(f"{ASSETS_PATH}/{{name}}", graphiql_page.asset, methods=["GET", "HEAD"])
+        )
     return Starlette(
         routes=routes,
         middleware=middleware,

@@ -15,6 +15,7 @@ import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tokengate.gateway import request_facts
+from tokengate.gateway.jwt_auth import JwtAuthenticator, looks_like_jwt
 from tokengate.gateway.ratelimit import RateLimiter
 from tokengate.upstreams import errors
 from tokengate.upstreams.principal import Principal
@@ -24,7 +25,10 @@ if TYPE_CHECKING:
     from tokengate.gateway.metrics import Metrics
 
 log = logging.getLogger("tokengate.auth")
+# RFC 6750: no error code when no bearer credential came; ``invalid_token`` when one came
+# and authenticates nobody (an internal secret or a JWT alike).
 CHALLENGE = b'Bearer realm="tokengate"'
+INVALID_TOKEN_CHALLENGE = b'Bearer realm="tokengate", error="invalid_token"'
 # What a client is told to wait before it retries during a store outage.
 STORE_RETRY_AFTER_S = 1
 
@@ -43,14 +47,19 @@ MISSING = "missing"
 MALFORMED = "malformed"
 
 
-async def identify(store: StoreSource, authorization: str | None) -> Principal | str:
+async def identify(
+    store: StoreSource, authorization: str | None, jwt: JwtAuthenticator | None = None
+) -> Principal | str:
     """The caller, or why nobody: missing, malformed (not ``Bearer <secret>``), unknown,
-    expired, revoked or inactive."""
+    expired, revoked or inactive; for a JWT (when ``[auth.jwt]`` is configured) the reasons
+    of ``jwt_auth``."""
     if authorization is None:
         return MISSING
     secret = bearer_secret(authorization)
     if secret is None:
         return MALFORMED
+    if jwt is not None and looks_like_jwt(secret):
+        return await jwt.identify(secret)
     return await store.identify(secret)
 
 
@@ -75,11 +84,13 @@ class BearerAuth:
         limiter: RateLimiter | None = None,
         *,
         metrics: Metrics | None = None,
+        jwt: JwtAuthenticator | None = None,
     ) -> None:
         self.app = app
         self.store = store
         self.limiter = limiter
         self.metrics = metrics
+        self.jwt = jwt
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -91,7 +102,7 @@ class BearerAuth:
             return
         raw = headers.get(b"authorization")
         try:
-            principal = await identify(self.store, raw.decode("latin-1") if raw else None)
+            principal = await identify(self.store, raw.decode("latin-1") if raw else None, self.jwt)
         except errors.UpstreamError as exc:
             log.warning("authentication could not read the store: %s", exc.message)
             await _store_unavailable(send, exc)
@@ -100,12 +111,12 @@ class BearerAuth:
             request_facts.current().outcome = request_facts.REFUSED
             if self.metrics is not None:
                 self.metrics.auth_failed(principal)
-            message = (
-                "missing credentials: send Authorization: Bearer <token>"
-                if raw is None
-                else "invalid credentials"
-            )
-            await _unauthenticated(send, message)
+            if raw is None or bearer_secret(raw.decode("latin-1")) is None:  # no bearer value
+                await _unauthenticated(
+                    send, "missing credentials: send Authorization: Bearer <token>", CHALLENGE
+                )
+            else:
+                await _unauthenticated(send, "invalid credentials", INVALID_TOKEN_CHALLENGE)
             return
         if self.limiter is not None:
             wait = await self.limiter.check(principal.bucket)
@@ -119,12 +130,12 @@ class BearerAuth:
         await self.app(scope, receive, send)
 
 
-async def _unauthenticated(send: Send, message: str) -> None:
+async def _unauthenticated(send: Send, message: str, challenge: bytes) -> None:
     await _refuse(
         send,
         401,
         {"errors": [{"message": message, "extensions": {"code": "UNAUTHENTICATED"}}]},
-        (b"www-authenticate", CHALLENGE),
+        (b"www-authenticate", challenge),
     )
 
 

@@ -1,4 +1,5 @@
-"""The ``tokengate`` command: serve (--demo), token create, export-schema, migrate, simulate."""
+"""The ``tokengate`` command: serve (--demo), token create, export-schema, migrate, simulate,
+demo jwt, graphiql install."""
 
 from __future__ import annotations
 
@@ -105,6 +106,17 @@ def _server_options(config: Config) -> dict[str, Any]:
 def _announce(config: Config, detail: str = "") -> None:
     url = f"http://{config.server.host}:{config.server.port}/graphql"
     print(f"tokengate: serving GraphQL on {url}{detail}", file=sys.stderr)
+    if config.server.graphiql:
+        from tokengate.gateway.graphiql_assets import candidate_dirs, is_installed, load_lock
+
+        lock = load_lock()
+        if not any(
+            is_installed(d, lock) for d in candidate_dirs(config.server.graphiql_assets_dir)
+        ):
+            print(
+                "tokengate: GraphiQL's files are not installed: run `tokengate graphiql install`",
+                file=sys.stderr,
+            )
 
 
 def _workers(value: str) -> int:
@@ -147,10 +159,13 @@ def _serve_demo(config: Config) -> int:
     import tempfile
     from pathlib import Path
 
+    from tokengate.gateway import demo_idp
     from tokengate.gateway.app import open_store
-    from tokengate.gateway.config import StoreConfig
+    from tokengate.gateway.config import AuthConfig, JwtConfig, StoreConfig
     from tokengate.gateway.demo import demo_secret, simulators
+    from tokengate.upstreams.loopback import free_port, serve_in_thread
     from tokengate.upstreams.model import CreateSpec
+    from tokengate.upstreams.oauth.simulator import WALK_USER
 
     workdir = Path(tempfile.mkdtemp(prefix="tokengate-demo-"))
     secret = os.environ.get("TOKENGATE_BOOTSTRAP_TOKEN") or demo_secret()
@@ -168,11 +183,30 @@ def _serve_demo(config: Config) -> int:
             await store.aclose()
 
     asyncio.run(seed())
-    with simulators() as running:
+    # The demo identity provider: its issuer is its URL, so its port is chosen first.
+    idp = demo_idp.DemoIdp.create(f"http://127.0.0.1:{free_port()}")
+    idp.save(workdir)
+    idp_port = int(idp.issuer.rsplit(":", 1)[1])
+    with simulators() as running, serve_in_thread(demo_idp.app(idp), idp_port) as idp_url:
         demo = dataclasses.replace(
-            config, store=store_config, sources=tuple(s.source for s in running.values())
+            config,
+            store=store_config,
+            sources=tuple(s.source for s in running.values()),
+            auth=AuthConfig(
+                jwt=JwtConfig(
+                    issuer=idp.issuer,
+                    audience=idp.audience,
+                    jwks_url=idp.jwks_url,
+                    algorithms=(demo_idp.ALGORITHM,),
+                )
+            ),
+            # Demo only: a page on any origin may call it (a real deployment lists origins).
+            server=config.server
+            if config.server.cors_origins
+            else dataclasses.replace(config.server, cors_origins=("*",)),
         )
         url = f"http://{demo.server.host}:{demo.server.port}/graphql"
+        sample = idp.token(WALK_USER)
         print(
             "\n".join(
                 [
@@ -183,13 +217,50 @@ def _serve_demo(config: Config) -> int:
                     'Try:       { tokens(first: 20, filter: {userId: "anna.de.vries@example.com"}) '
                     "{ totalCount edges { node { name provider status createdAt } } "
                     "failedSources { source { key } reason } } }",
+                    f"Identity provider (demo, no password): {idp_url}  "
+                    "(GET /jwks; POST /token with JSON "
+                    '{"subject": "USER", "scope": "tokens:read tokens:write"})',
+                    f'Signed in as {WALK_USER} (JWT, 1 h): {{"Authorization": "Bearer {sample}"}}',
+                    "More:      tokengate demo jwt --subject USER [--scope tokens:read]",
                     f"Data:      {workdir} (temporary)",
                 ]
             ),
             file=sys.stderr,
         )
-        _run(demo)
+        try:
+            demo_idp.announce(workdir, idp_url, url)
+        except OSError as exc:  # a read-only home: `demo jwt` then needs --state-dir
+            print(
+                f"tokengate demo: cannot note the demo in {demo_idp.pointer_file()} "
+                f"({exc.strerror}): use `tokengate demo jwt --state-dir {workdir} ...`",
+                file=sys.stderr,
+            )
+        try:
+            _run(demo)
+        finally:
+            demo_idp.withdraw(workdir)
     return 0
+
+
+def _demo_jwt(args: argparse.Namespace) -> int:
+    from tokengate.gateway import demo_idp
+
+    try:
+        state_dir = Path(args.state_dir) if args.state_dir else demo_idp.running_demo_dir()
+        idp = demo_idp.DemoIdp.load(state_dir)
+        scope = " ".join(args.scope) if args.scope else demo_idp.DEFAULT_SCOPE
+        print(idp.token(args.subject, scope, ttl_s=args.ttl))
+    except demo_idp.DemoIdpError as exc:
+        print(f"tokengate: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _ttl(value: str) -> int:
+    seconds = int(value)
+    if not 1 <= seconds <= 86_400:
+        raise argparse.ArgumentTypeError("--ttl must be between 1 and 86400 seconds")
+    return seconds
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -290,6 +361,35 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _graphiql_install(args: argparse.Namespace) -> int:
+    """Fetches GraphiQL's pinned files from the npm registry (or $TOKENGATE_NPM_REGISTRY),
+    checks them against the lock, installs them where the gateway looks."""
+    import os
+
+    from tokengate.gateway import graphiql_assets
+
+    if args.dir:
+        directory = Path(args.dir)
+    elif args.bundled:
+        directory = graphiql_assets.bundled_dir()
+    else:
+        config = _load(args) if args.config or os.environ.get(config_module.CONFIG_ENV) else None
+        configured = config.server.graphiql_assets_dir if config is not None else None
+        directory = graphiql_assets.install_dir(configured)
+    try:
+        done = graphiql_assets.install(
+            directory,
+            force=args.force,
+            say=lambda line: print(f"tokengate: {line}", file=sys.stderr),
+        )
+    except (graphiql_assets.AssetsError, OSError) as exc:
+        print(f"tokengate: GraphiQL not installed: {exc}", file=sys.stderr)
+        return 1
+    state = "installed into" if done else "already installed in"
+    print(f"tokengate: GraphiQL {state} {directory}", file=sys.stderr)
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     from tokengate.upstreams import providers
 
@@ -341,6 +441,44 @@ def parser() -> argparse.ArgumentParser:
 
     mig = with_config(sub.add_parser("migrate", help="apply store migrations"))
     mig.set_defaults(func=_migrate)
+
+    demo = sub.add_parser("demo", help="helpers for `serve --demo`")
+    demo_sub = demo.add_subparsers(dest="demo_command", required=True)
+    demo_jwt = demo_sub.add_parser(
+        "jwt", help="print a JWT of the running demo's identity provider for a user"
+    )
+    demo_jwt.add_argument("--subject", required=True, help="the user id (the JWT's sub)")
+    demo_jwt.add_argument(
+        "--scope", action="append", help="repeatable (default: tokens:read tokens:write)"
+    )
+    demo_jwt.add_argument("--ttl", type=_ttl, default=3600, help="seconds (default 3600)")
+    demo_jwt.add_argument(
+        "--state-dir", help="the demo's data directory (default: the demo started last)"
+    )
+    demo_jwt.set_defaults(func=_demo_jwt)
+
+    graphiql = sub.add_parser("graphiql", help="the GraphiQL page's files")
+    graphiql_sub = graphiql.add_subparsers(dest="graphiql_command", required=True)
+    install = with_config(
+        graphiql_sub.add_parser(
+            "install",
+            help="fetch the pinned GraphiQL, React and React DOM from the npm registry "
+            "($TOKENGATE_NPM_REGISTRY for a mirror), verify and install them",
+        )
+    )
+    install.add_argument(
+        "--dir",
+        help="install here (default: $TOKENGATE_GRAPHIQL_ASSETS_DIR, [server] "
+        "graphiql_assets_dir, else ~/.local/share/tokengate/graphiql)",
+    )
+    install.add_argument(
+        "--bundled",
+        action="store_true",
+        help="install inside the installed package (an image's or a wheel's build step); "
+        "found there without any setting",
+    )
+    install.add_argument("--force", action="store_true", help="fetch again even if installed")
+    install.set_defaults(func=_graphiql_install)
     return p
 
 

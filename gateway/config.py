@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from tokengate.gateway.persisted import ManifestError, load_manifest
 from tokengate.upstreams import providers
 from tokengate.upstreams.ids import SOURCE_KEY_PATTERN
 
@@ -38,6 +39,24 @@ class ConfigError(ValueError):
     """A config problem, worded for the operator: which key, which line, what to do."""
 
 
+# What browser clients send: GraphQL over HTTP, trace context, request ids, Apollo Client's
+# client awareness headers.
+DEFAULT_CORS_ALLOW_HEADERS = (
+    "authorization",
+    "content-type",
+    "accept",
+    "traceparent",
+    "tracestate",
+    "x-request-id",
+    "apollographql-client-name",
+    "apollographql-client-version",
+)
+# A header name (RFC 9110 token); CORS compares them lowercase.
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+# Chromium caps a preflight cache at 2 hours, Firefox at 24.
+MAX_CORS_MAX_AGE_S = 86_400
+
+
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
     host: str = "127.0.0.1"
@@ -45,6 +64,13 @@ class ServerConfig:
     graphiql: bool = True
     introspection: bool = True
     cors_origins: tuple[str, ...] = ()
+    # Request headers a browser on an allowed origin may send, and how long it may cache a
+    # preflight's answer (Access-Control-Max-Age).
+    cors_allow_headers: tuple[str, ...] = DEFAULT_CORS_ALLOW_HEADERS
+    cors_max_age_s: int = 600
+    # Where GraphiQL's installed files are (`tokengate graphiql install`); None: the files
+    # bundled in the package, else the user's data directory (gateway/graphiql_assets.py).
+    graphiql_assets_dir: Path | None = None
     # How long an idle client connection is kept open. Longer than the idle timeouts of
     # the clients and load balancers in front (httpx 5 s, AWS ALB 60 s), so that the
     # gateway is never the side that closes a connection a client is about to reuse.
@@ -55,6 +81,12 @@ class ServerConfig:
     shutdown_delay_s: float = 3.0
     # GET /metrics (Prometheus); off: 404.
     metrics: bool = True
+    # Automatic persisted queries: documents remembered per process (0: APQ off).
+    apq_cache_size: int = 1000
+    # A Relay or Apollo persisted-query manifest (trusted documents), and whether only its
+    # documents may run (gateway.persisted).
+    persisted_documents: Path | None = None
+    only_persisted: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +149,37 @@ class SourceConfig:
         return ids if isinstance(ids, tuple) else ()
 
 
+# JWT signature algorithms [auth.jwt] accepts: asymmetric ones only. ``none`` verifies
+# nothing, and an HMAC algorithm would let anyone holding the published key sign tokens.
+JWT_ALGORITHMS = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+)
+JWT_SCOPES = ("tokens:read", "tokens:write", "tokens:admin")
+
+
+@dataclass(frozen=True, slots=True)
+class JwtConfig:
+    """``[auth.jwt]``: end users signed in at an identity provider (gateway/jwt_auth.py)."""
+
+    issuer: str
+    audience: str
+    jwks_url: str
+    algorithms: tuple[str, ...] = ("RS256", "ES256")
+    subject_claim: str = "sub"
+    scope_claim: str = "scope"
+    default_scopes: tuple[str, ...] = ("tokens:read",)
+    leeway_s: float = 30.0
+    # One fetch of the key set, whole: a JWKS server that hangs costs a caller this long.
+    jwks_timeout_s: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class AuthConfig:
+    """``[auth]``: ways to authenticate besides internal tokens (always accepted)."""
+
+    jwt: JwtConfig | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     server: ServerConfig = ServerConfig()
@@ -124,6 +187,7 @@ class Config:
     limits: LimitsConfig = LimitsConfig()
     sources: tuple[SourceConfig, ...] = ()
     path: Path | None = None
+    auth: AuthConfig = AuthConfig()
 
 
 _SECTION_KEYS: dict[str, set[str]] = {
@@ -133,9 +197,15 @@ _SECTION_KEYS: dict[str, set[str]] = {
         "graphiql",
         "introspection",
         "cors_origins",
+        "cors_allow_headers",
+        "cors_max_age_s",
+        "graphiql_assets_dir",
         "keep_alive_s",
         "shutdown_delay_s",
         "metrics",
+        "apq_cache_size",
+        "persisted_documents",
+        "only_persisted",
     },
     "store": {"url", "key_file", "touch_interval_s"},
     "limits": {
@@ -152,6 +222,19 @@ _SECTION_KEYS: dict[str, set[str]] = {
         "storage_url",
     },
 }
+_JWT_KEYS = frozenset(
+    {
+        "issuer",
+        "audience",
+        "jwks_url",
+        "algorithms",
+        "subject_claim",
+        "scope_claim",
+        "default_scopes",
+        "leeway_s",
+        "jwks_timeout_s",
+    }
+)
 # The keys of every [[sources]] entry; each provider adds its own (upstreams.providers).
 _COMMON_SOURCE_KEYS = frozenset(
     {
@@ -239,7 +322,12 @@ def load(
     if port is not None:
         server = _replace_server(server, port=_port(str(port), "--port"))
     return Config(
-        server=server, store=store, limits=limits, sources=config.sources, path=config.path
+        server=server,
+        store=store,
+        limits=limits,
+        sources=config.sources,
+        path=config.path,
+        auth=config.auth,
     )
 
 
@@ -313,7 +401,7 @@ def _from_file(path: Path, env: Mapping[str, str]) -> Config:
     loc = _Locator(text, path)
     base = path.resolve().parent
     for section in raw:
-        if section not in _SECTION_KEYS and section != "sources":
+        if section not in _SECTION_KEYS and section not in ("sources", "auth"):
             raise ConfigError(f"{loc.where(section)}: unknown section [{section}]")
     for section, allowed in _SECTION_KEYS.items():
         table = raw.get(section, {})
@@ -334,9 +422,13 @@ def _from_file(path: Path, env: Mapping[str, str]) -> Config:
         graphiql=_typed(server_raw, "graphiql", bool, True, loc, "server"),
         introspection=_typed(server_raw, "introspection", bool, True, loc, "server"),
         cors_origins=tuple(_typed(server_raw, "cors_origins", list, [], loc, "server")),
+        cors_allow_headers=_cors_allow_headers(server_raw, loc),
+        cors_max_age_s=_cors_max_age(server_raw, loc),
+        graphiql_assets_dir=_assets_dir(server_raw, loc, base),
         keep_alive_s=_keep_alive(server_raw, loc),
         shutdown_delay_s=_shutdown_delay(server_raw, loc),
         metrics=_typed(server_raw, "metrics", bool, True, loc, "server"),
+        **_persisted(server_raw, loc, base),
     )
     url = _typed(store_raw, "url", str, DEFAULT_STORE_URL, loc, "store")
     _check_store_url(url, loc.where("store", "url"))
@@ -372,7 +464,144 @@ def _from_file(path: Path, env: Mapping[str, str]) -> Config:
                 "('internal' is the store's)"
             )
         seen.add(s.key)
-    return Config(server=server, store=store, limits=limits, sources=sources, path=path)
+    auth = _auth(raw.get("auth", {}), loc)
+    return Config(server=server, store=store, limits=limits, sources=sources, path=path, auth=auth)
+
+
+def _auth(raw: Any, loc: _Locator) -> AuthConfig:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{loc.where('auth')}: [auth] must be a table")
+    for key in raw:
+        if key != "jwt":
+            raise ConfigError(f"{loc.where('auth', key)}: unknown key auth.{key} (known: jwt)")
+    if "jwt" not in raw:
+        return AuthConfig()
+    table = raw["jwt"]
+    if not isinstance(table, dict):
+        raise ConfigError(f"{loc.where('auth', 'jwt')}: [auth.jwt] must be a table")
+    return AuthConfig(jwt=_jwt(table, loc))
+
+
+def _jwt(table: Mapping[str, Any], loc: _Locator) -> JwtConfig:
+    section = "auth.jwt"
+
+    def where(key: str | None = None) -> str:
+        return loc.where(section, key)
+
+    for key in table:
+        if key not in _JWT_KEYS:
+            raise ConfigError(
+                f"{where(key)}: unknown key {section}.{key} (known: {', '.join(sorted(_JWT_KEYS))})"
+            )
+    for required in ("issuer", "audience", "jwks_url"):
+        if required not in table:
+            raise ConfigError(f"{where()}: [{section}] needs {required!r}")
+
+    def text(key: str, default: str | None = None) -> str:
+        value: str = _typed(table, key, str, default, loc, section)
+        if not value.strip():
+            raise ConfigError(f"{where(key)}: {key} must not be empty")
+        return value
+
+    def strings(key: str, default: tuple[str, ...]) -> tuple[str, ...]:
+        values = _typed(table, key, list, list(default), loc, section)
+        if not all(isinstance(v, str) for v in values):
+            raise ConfigError(f"{where(key)}: {key} must be a list of strings")
+        return tuple(dict.fromkeys(values))
+
+    jwks_url = text("jwks_url")
+    parts = urlsplit(jwks_url)
+    loopback = parts.hostname in ("127.0.0.1", "::1", "localhost")
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.fragment:
+        raise ConfigError(f"{where('jwks_url')}: jwks_url must be an http(s) URL")
+    if parts.scheme == "http" and not loopback:
+        raise ConfigError(
+            f"{where('jwks_url')}: jwks_url must use https (plain http only on loopback): "
+            "whoever can alter the key set can sign tokens"
+        )
+    if parts.username or parts.password:
+        raise ConfigError(f"{where('jwks_url')}: jwks_url must not hold credentials")
+    algorithms = strings("algorithms", ("RS256", "ES256"))
+    if not algorithms:
+        raise ConfigError(f"{where('algorithms')}: algorithms must name at least one")
+    for alg in algorithms:
+        if alg.lower() == "none" or alg.upper().startswith("HS"):
+            raise ConfigError(
+                f"{where('algorithms')}: algorithm {alg!r} is refused: 'none' checks no "
+                "signature and HMAC would let anyone with the published key sign tokens"
+            )
+        if alg not in JWT_ALGORITHMS:
+            raise ConfigError(
+                f"{where('algorithms')}: unknown algorithm {alg!r} "
+                f"(known: {', '.join(sorted(JWT_ALGORITHMS))})"
+            )
+    default_scopes = strings("default_scopes", ("tokens:read",))
+    for scope in default_scopes:
+        if scope not in JWT_SCOPES:
+            raise ConfigError(
+                f"{where('default_scopes')}: unknown scope {scope!r} (known: {', '.join(JWT_SCOPES)})"
+            )
+        if scope == "tokens:admin":
+            raise ConfigError(
+                f"{where('default_scopes')}: tokens:admin cannot be a default: the identity "
+                "provider must grant it in the token's scope claim"
+            )
+    leeway = float(_typed(table, "leeway_s", (int, float), 30, loc, section))
+    if not 0 <= leeway <= 300:
+        raise ConfigError(f"{where('leeway_s')}: leeway_s must be between 0 and 300 seconds")
+    timeout = float(_typed(table, "jwks_timeout_s", (int, float), 5, loc, section))
+    if not 0 < timeout <= 60:
+        raise ConfigError(
+            f"{where('jwks_timeout_s')}: jwks_timeout_s must be between 0 and 60 seconds"
+        )
+    return JwtConfig(
+        issuer=text("issuer"),
+        audience=text("audience"),
+        jwks_url=jwks_url,
+        algorithms=algorithms,
+        subject_claim=text("subject_claim", "sub"),
+        scope_claim=text("scope_claim", "scope"),
+        default_scopes=default_scopes,
+        leeway_s=leeway,
+        jwks_timeout_s=timeout,
+    )
+
+
+def _cors_allow_headers(raw: Mapping[str, Any], loc: _Locator) -> tuple[str, ...]:
+    if "cors_allow_headers" not in raw:
+        return DEFAULT_CORS_ALLOW_HEADERS
+    values = _typed(raw, "cors_allow_headers", list, [], loc, "server")
+    names: list[str] = []
+    for value in values:
+        if not isinstance(value, str) or not _HEADER_NAME.fullmatch(value):
+            raise ConfigError(
+                f"{loc.where('server', 'cors_allow_headers')}: cors_allow_headers must list "
+                f"header names, not {value!r}"
+            )
+        if value.lower() not in names:
+            names.append(value.lower())
+    return tuple(names)
+
+
+def _cors_max_age(raw: Mapping[str, Any], loc: _Locator) -> int:
+    value: int = _typed(raw, "cors_max_age_s", int, 600, loc, "server")
+    if not 0 <= value <= MAX_CORS_MAX_AGE_S:
+        raise ConfigError(
+            f"{loc.where('server', 'cors_max_age_s')}: cors_max_age_s must be between 0 and "
+            f"{MAX_CORS_MAX_AGE_S}"
+        )
+    return value
+
+
+def _assets_dir(raw: Mapping[str, Any], loc: _Locator, base: Path) -> Path | None:
+    value = _typed(raw, "graphiql_assets_dir", str, None, loc, "server")
+    if value is None:
+        return None
+    if not value.strip():
+        raise ConfigError(
+            f"{loc.where('server', 'graphiql_assets_dir')}: graphiql_assets_dir must not be empty"
+        )
+    return base / Path(value).expanduser()
 
 
 def _resolve_sqlite(url: str, base: Path) -> str:
@@ -466,6 +695,31 @@ def _delay_from_env(raw: str, where: str) -> float:
             f"{where}: shutdown_delay_s must be a number of seconds, got {raw!r}"
         ) from None
     return _check_delay(value, where)
+
+
+def _persisted(table: Mapping[str, Any], loc: _Locator, base: Path) -> dict[str, Any]:
+    """apq_cache_size, persisted_documents (loaded once here, so that a bad manifest stops
+    start-up naming the key's line) and only_persisted."""
+    size = _typed(table, "apq_cache_size", int, 1000, loc, "server")
+    if not 0 <= size <= 1_000_000:
+        raise ConfigError(
+            f"{loc.where('server', 'apq_cache_size')}: apq_cache_size must be from 0 (APQ off) "
+            "to 1000000"
+        )
+    name = _typed(table, "persisted_documents", str, None, loc, "server")
+    path = base / name if name is not None else None
+    if path is not None:
+        try:
+            load_manifest(path)
+        except ManifestError as exc:
+            raise ConfigError(f"{loc.where('server', 'persisted_documents')}: {exc}") from None
+    only = _typed(table, "only_persisted", bool, False, loc, "server")
+    if only and path is None:
+        raise ConfigError(
+            f"{loc.where('server', 'only_persisted')}: only_persisted needs "
+            "persisted_documents (the manifest of the documents allowed to run)"
+        )
+    return {"apq_cache_size": size, "persisted_documents": path, "only_persisted": only}
 
 
 def _storage_url(table: Mapping[str, Any], loc: _Locator) -> str | None:

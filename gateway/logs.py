@@ -30,6 +30,8 @@ _RESERVED = frozenset(
 _PATTERNS = [
     (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+"), r"\1 [REDACTED]"),
     (re.compile(r"tg_[A-Za-z0-9_-]{20,}"), "tg_[REDACTED]"),
+    # A JWT (a JSON header, base64url: "eyJ"), signed or not, wherever it appears.
+    (re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"), "[REDACTED JWT]"),
     # key = "value" / key: 'value' for secret-bearing keys (client_secret, api_token, ...).
     (
         re.compile(

@@ -42,7 +42,16 @@ ANONYMOUS = "anonymous"
 OTHER = "other"
 _GRAPHQL_NAME = re.compile(r"[_A-Za-z][_0-9A-Za-z]*")
 HEALTH_VALUE = {"ok": 0, "degraded": 1, "down": 2}
-AUTH_REASONS = ("missing", "malformed", "unknown", "expired", "revoked", "inactive")
+AUTH_REASONS = (
+    "missing",
+    "malformed",
+    "unknown",
+    "expired",
+    "revoked",
+    "inactive",
+    "jwt_invalid",
+    "jwt_keys_unavailable",
+)
 UPSTREAM_OUTCOMES = ("ok", "timeout", "unavailable", "unauthorized", "rate_limited", "bad_response")
 # Seconds: from a cached loopback answer to a slow upstream's total deadline.
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -14,10 +15,17 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
+from strawberry.http.base import BaseRequestProtocol
 from strawberry.types import ExecutionResult
 
 from tokengate.gateway import request_facts
+from tokengate.gateway.graphiql import GraphiQLPage
 from tokengate.gateway.logs import request_id_var
+from tokengate.gateway.persisted import (
+    NOT_FOUND,
+    PersistedOperations,
+    PersistedRefusal,
+)
 from tokengate.gateway.tracing import set_operation_name
 from tokengate.schema.context import Context
 from tokengate.schema.errors import format_error
@@ -27,18 +35,13 @@ from tokengate.upstreams.principal import Principal
 from tokengate.upstreams.service import TokenService
 
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
-# Strawberry's GraphiQL page keeps the headers editor (so the pasted bearer secret) in the
-# browser's localStorage; the page served here never does, and hides the switch for it.
-_PERSIST_ON = "shouldPersistHeaders: true,"
-_PERSIST_OFF = "shouldPersistHeaders: false,\n          showPersistHeadersSettings: false,"
+# Request keys naming a persisted document instead of sending its text (Relay: doc_id).
+DOCUMENT_ID_KEYS = ("documentId", "doc_id")
 
-
-def graphiql_page(page: str) -> str:
-    """Strawberry's GraphiQL page with header persistence off (fails loudly if a new
-    Strawberry changes the page, rather than serving one that may persist secrets)."""
-    if page.count(_PERSIST_ON) != 1:
-        raise RuntimeError("the GraphiQL page changed: check how it persists headers")
-    return page.replace(_PERSIST_ON, _PERSIST_OFF)
+# The APQ entry (hash, text) the current request registers if its document runs cleanly.
+_apq_pending: contextvars.ContextVar[tuple[str, str] | None] = contextvars.ContextVar(
+    "apq_pending", default=None
+)
 
 
 class GatewayView(GraphQL[Context, None]):
@@ -48,26 +51,34 @@ class GatewayView(GraphQL[Context, None]):
         service: TokenService,
         source_types: Mapping[str, SourceType],
         *,
-        graphiql: bool = True,
+        graphiql: GraphiQLPage | None = None,
+        persisted: PersistedOperations | None = None,
     ) -> None:
         super().__init__(
             schema,
-            graphql_ide="graphiql" if graphiql else None,
+            graphql_ide="graphiql" if graphiql is not None else None,
             allow_queries_via_get=True,
         )
         self.service = service
         self.source_types = source_types
-        self._graphiql_page = graphiql_page(super().graphql_ide_html) if graphiql else ""
+        self.persisted = persisted if persisted is not None else PersistedOperations()
+        self.graphiql = graphiql
 
-    @property
-    def graphql_ide_html(self) -> str:
-        return self._graphiql_page
+    async def render_graphql_ide(self, request: Request) -> Response:
+        # Our page (gateway/graphiql.py), never Strawberry's, which loads from a CDN.
+        if self.graphiql is None:  # pragma: no cover - Strawberry asks only when enabled
+            return Response(status_code=404)
+        return self.graphiql.page()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":  # no subscriptions: HTTP only
             return
+        request = Request(scope=scope, receive=receive)
+        pending = _apq_pending.set(None)
         try:
-            response = await self.run(Request(scope=scope, receive=receive))
+            response = await self.run(request)
+        except PersistedRefusal as exc:
+            response = self._refusal(request, exc)
         except HTTPException as exc:
             # HTTP-level refusals (batching, unreadable body, wrong method) get a GraphQL-shaped
             # JSON body too, so every client parses one format.
@@ -82,7 +93,32 @@ class GatewayView(GraphQL[Context, None]):
                 status_code=exc.status_code,
                 media_type="application/json",
             )
+        finally:
+            _apq_pending.reset(pending)
         await response(scope, receive, send)
+
+    def _refusal(self, request: Request, refusal: PersistedRefusal) -> Response:
+        """A persisted-operation refusal: nothing ran. HTTP 200 as for other request errors
+        (400 for a client asking for application/graphql-response+json), except that
+        PERSISTED_QUERY_NOT_FOUND is always 200: Apollo Client retries with the text on it."""
+        request_facts.current().outcome = request_facts.REFUSED
+        graphql_response = GRAPHQL_RESPONSE_JSON in request.headers.get("accept", "")
+        status = 400 if graphql_response and refusal.code != NOT_FOUND else 200
+        body = {"errors": [{"message": refusal.message, "extensions": {"code": refusal.code}}]}
+        return Response(
+            orjson.dumps(body),
+            status_code=status,
+            media_type=GRAPHQL_RESPONSE_JSON if graphql_response else "application/json",
+        )
+
+    def should_render_graphql_ide(self, request: BaseRequestProtocol) -> bool:
+        # A GET naming a persisted document (hash or id) is an operation, not the page.
+        params = request.query_params
+        if params.get("extensions") is not None or any(
+            params.get(key) is not None for key in DOCUMENT_ID_KEYS
+        ):
+            return False
+        return super().should_render_graphql_ide(request)
 
     async def get_context(self, request: Request | Any, response: Response | Any) -> Context:
         principal: Principal | None = request.scope.get("state", {}).get("principal")
@@ -124,6 +160,9 @@ class GatewayView(GraphQL[Context, None]):
         )
         if context is not None:
             facts.operation_name = context.operation_name
+        registration = _apq_pending.get()
+        if registration is not None and not request_error:
+            self.persisted.register(registration)
         if context is not None and GRAPHQL_RESPONSE_JSON in request.headers.get("accept", ""):
             # GraphQL over HTTP: clients that ask for this media type get its status codes:
             # 400 and no data for a request error (parse, validation, variables, limits),
@@ -156,7 +195,29 @@ class GatewayView(GraphQL[Context, None]):
         data = await super().parse_http_body(request)
         if isinstance(data, GraphQLRequestData):  # batches are refused
             set_operation_name(data.operation_name)
+            document_id = await self._document_id(request)
+            resolved = self.persisted.resolve(data.query, data.extensions, document_id)
+            if resolved.register is not None:
+                # Remembered in process_result, once the document parsed, validated and
+                # passed the limits (gateway.persisted).
+                _apq_pending.set(resolved.register)
+            data.query = resolved.query
         return data
+
+    async def _document_id(self, request: AsyncHTTPRequestAdapter) -> object:
+        """The request's ``documentId`` (or ``doc_id``), if any. Strawberry drops the key,
+        so a body that mentions one is read again (a body that does not has none: an
+        escaped key spelling is not looked for, and such a request just runs its query)."""
+        if request.method == "GET":
+            raw: object = dict(request.query_params)
+        else:
+            body = await request.get_body()
+            if not any(key.encode() in body for key in DOCUMENT_ID_KEYS):
+                return None
+            raw = self.parse_json(body)
+        if not isinstance(raw, dict):
+            return None
+        return next((raw[key] for key in DOCUMENT_ID_KEYS if raw.get(key) is not None), None)
 
     def encode_json(self, data: object) -> bytes:
         return orjson.dumps(data)

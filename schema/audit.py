@@ -27,6 +27,12 @@ class AuditEvent:
     )
     source: str
     outcome: str = strawberry.field(description="ok, or the error code the caller received.")
+    actor_subject: str | None = strawberry.field(
+        default=None,
+        description=(
+            "The user of a caller signed in at the identity provider (null for internal tokens)."
+        ),
+    )
 
 
 @strawberry.type
@@ -68,6 +74,7 @@ def _event(record: AuditRecord) -> AuditEvent:
         target_id=record.target_id,
         source=record.source,
         outcome=record.outcome,
+        actor_subject=record.actor_subject,
     )
 
 

@@ -17,6 +17,7 @@ from tokengate.schema.mutation import Mutation
 from tokengate.schema.parsing import ParseLimits, document_parser
 from tokengate.schema.query import Query
 from tokengate.schema.types import SourceType, TokenType
+from tokengate.schema.users import UserType, user_references
 from tokengate.upstreams.errors import InvalidInput
 
 CACHE_SIZE = 512
@@ -26,26 +27,29 @@ class GatewaySchema(strawberry.federation.Schema):
     def entities_resolver(
         self, info: Info, representations: list[FederationAny]
     ) -> list[FederationAny]:
-        """``_entities`` for Token references, through the per-request batched loader.
+        """``_entities`` for Token references, through the per-request batched loader, and
+        for User references (the user's ``tokens`` are listed when selected, one listing per
+        user: at most one request per user and source).
 
-        Anything that is not ``{__typename: "Token", id: String}`` answers BAD_USER_INPUT
-        for that entry instead of reaching Strawberry's generic resolver (which crashes on
-        unknown or non-entity type names).
+        Anything that is not ``{__typename: "Token" | "User", id: String}`` answers
+        BAD_USER_INPUT for that entry instead of reaching Strawberry's generic resolver
+        (which crashes on unknown or non-entity type names).
         """
         loader = info.context.token_loader
+        user_reference = user_references()
         results: list[Any] = []
         for index, representation in enumerate(representations):
-            if (
-                isinstance(representation, dict)
-                and representation.get("__typename") == "Token"
-                and isinstance(representation.get("id"), str)
-            ):
-                results.append(loader.load(representation["id"]))
+            fields: dict[str, Any] = representation if isinstance(representation, dict) else {}
+            typename = fields.get("__typename")
+            if typename == "Token" and isinstance(fields.get("id"), str):
+                results.append(loader.load(fields["id"]))
+            elif typename == "User" and "id" in fields:
+                results.append(user_reference(index, fields["id"]))
             else:
                 results.append(
                     InvalidInput(
-                        f"representations[{index}] is not a Token reference "
-                        '({__typename: "Token", id: ...})',
+                        f"representations[{index}] is not a Token or User reference "
+                        '({__typename: "Token" or "User", id: ...})',
                         argument="representations",
                     )
                 )
@@ -83,7 +87,7 @@ def build_schema(limits: Limits | None = None, *, introspection: bool = True) ->
     return GatewaySchema(
         query=Query,
         mutation=Mutation,
-        types=[TokenType, SourceType],
+        types=[TokenType, SourceType, UserType],
         extensions=extensions,
         execution_context_class=PlainFieldExecutor,
     )

@@ -4,7 +4,10 @@ Depth, aliases and cost are those of the operation that would run; depth counts 
 fields and inline fragments. Cost (run-contract): a
 connection field costs its page size (``first``/``last``, default 20) times the number of
 sources it may reach; ``nodes`` costs the number of ids and ``_entities`` the number of
-representations; costs of nested selections multiply by their parent's. Selections bound the
+representations; costs of nested selections multiply by their parent's. ``tokens`` is
+``Query.tokens`` where its selection set is of type Query, else ``Viewer.tokens`` or
+``User.tokens``, which reach only the sources whose tokens can belong to a user
+(``user_sources``). Selections bound the
 work of validation: every field, fragment spread and inline fragment once fragments are
 expanded, plus one per definition, over the whole document. Variables count their JSON
 values against the token limit.
@@ -30,7 +33,7 @@ counterpart of the cost rule.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,6 +76,8 @@ class Limits:
     max_tokens: int = 10_000
     max_document_chars: int = 65_536
     sources: int = 1
+    # Sources a user's tokens can come from (viewer/User tokens); None: every source.
+    user_sources: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +113,8 @@ def _arg(node: FieldNode, name: str, variables: Mapping[str, Any]) -> Any:
 
 
 def _field_cost(field: FieldNode, variables: Mapping[str, Any], sources: int) -> tuple[int, int]:
-    """(the field's own cost, the multiplier of its selections)."""
+    """(the field's own cost, the multiplier of its selections); ``sources``: how many
+    sources a ``tokens`` field here may reach."""
     name = field.name.value
     if name in CONNECTION_FIELDS:
         size = _arg(field, "first", variables) or _arg(field, "last", variables)
@@ -139,10 +145,15 @@ class Measure:
         fragments: Mapping[str, FragmentDefinitionNode],
         variables: Mapping[str, Any],
         sources: int,
+        user_sources: int | None = None,
+        query_sets: frozenset[int] = frozenset(),
     ) -> None:
         self.fragments = fragments
         self.variables = variables
         self.sources = sources
+        self.user_sources = sources if user_sources is None else min(user_sources, sources)
+        # ids of the selection sets of type Query (see ``query_typed``).
+        self.query_sets = query_sets
         self.done: dict[int, Tally] = {}
 
     def tally(self, root: SelectionSetNode) -> Tally:
@@ -170,6 +181,7 @@ class Measure:
     def _combine(self, node: SelectionSetNode) -> Tally:
         depth = aliases = cost = selections = repeats = 0
         level: Counter[str] = Counter()
+        sources = self.sources if id(node) in self.query_sets else self.user_sources
         for selection in node.selections:
             inner = _inner(selection, self.fragments)
             child = self.done.get(id(inner), _EMPTY) if inner is not None else _EMPTY
@@ -177,7 +189,7 @@ class Measure:
             aliases += child.aliases
             repeats = max(repeats, child.repeats)
             if isinstance(selection, FieldNode):
-                own, multiplier = _field_cost(selection, self.variables, self.sources)
+                own, multiplier = _field_cost(selection, self.variables, sources)
                 depth = max(depth, 1 + child.depth)
                 aliases += selection.alias is not None
                 cost += own + multiplier * child.cost
@@ -231,9 +243,15 @@ def problem(
             fragments.setdefault(definition.name.value, definition)
         elif isinstance(definition, OperationDefinitionNode):
             operations.append(definition)
-    measure = Measure(fragments, variables, limits.sources)
-    spread = _spread_names(document)
     roots = [op.selection_set for op in operations]
+    measure = Measure(
+        fragments,
+        variables,
+        limits.sources,
+        limits.user_sources,
+        query_typed(roots, fragments.values()),
+    )
+    spread = _spread_names(document)
     # Fragments spread nowhere are expanded nowhere else, but validation still walks them.
     roots += [f.selection_set for name, f in fragments.items() if name not in spread]
     tallies = [measure.tally(root) for root in roots]
@@ -306,6 +324,30 @@ def path_pairs(
                 if fragment is not None and name not in active:
                     stack.append((fragment.selection_set, path, active | {name}))
     return sum(n * n for n in counts.values())
+
+
+def query_typed(
+    roots: list[SelectionSetNode], fragments: Iterable[FragmentDefinitionNode]
+) -> frozenset[int]:
+    """ids of the selection sets whose type is an operation's root type: the operations'
+    own, fragments on Query, and inline fragments within those that name no other type.
+    No field returns Query, so every other selection set (``_entities``, ``viewer``) is of
+    another type. Mutation roots count too: they hold no ``tokens`` field, so the
+    assumption costs nothing (over-counting is the safe side anyway)."""
+    found: set[int] = set()
+    stack = list(roots)
+    stack += [f.selection_set for f in fragments if f.type_condition.name.value == "Query"]
+    while stack:
+        node = stack.pop()
+        if id(node) in found:
+            continue
+        found.add(id(node))
+        for selection in node.selections:
+            if isinstance(selection, InlineFragmentNode) and (
+                selection.type_condition is None or selection.type_condition.name.value == "Query"
+            ):
+                stack.append(selection.selection_set)
+    return frozenset(found)
 
 
 def _spread_names(document: DocumentNode) -> set[str]:

@@ -8,19 +8,11 @@ import strawberry
 from strawberry.types import Info
 
 from tokengate.schema.audit import AuditEventConnection, audit_events
+from tokengate.schema.connection import token_connection
 from tokengate.schema.context import Context
-from tokengate.schema.enums import SourceFailureReason
 from tokengate.schema.inputs import TokenFilterInput, TokenOrderInput, to_filter, to_order
-from tokengate.schema.types import (
-    Node,
-    PageInfo,
-    SourceFailure,
-    SourceType,
-    TokenConnection,
-    TokenEdge,
-    TokenType,
-    token_type,
-)
+from tokengate.schema.types import Node, SourceType, TokenConnection, TokenType
+from tokengate.schema.users import Viewer
 from tokengate.upstreams import errors
 from tokengate.upstreams import ids as global_ids
 from tokengate.upstreams.principal import READ
@@ -85,34 +77,12 @@ class Query:
             to_order(order_by),
             PageArgs(first=first, after=after, last=last, before=before),
         )
-        page = result.page
-        edges = [
-            TokenEdge(cursor=e.cursor, node=token_type(e.token, ctx.service_types[e.token.source]))
-            for e in page.edges
-        ]
-        failures = []
-        for failure in result.failures:
-            failures.append(
-                SourceFailure(
-                    source=ctx.service_types[failure.source],
-                    reason=SourceFailureReason(failure.reason),
-                    message=failure.message,
-                )
-            )
-            if failure.error is not None:
-                ctx.extra_errors.append((failure.error, info.path.as_list()))
-        return TokenConnection(
-            edges=edges,
-            nodes=[e.node for e in edges],
-            page_info=PageInfo(
-                has_next_page=page.has_next_page,
-                has_previous_page=page.has_previous_page,
-                start_cursor=edges[0].cursor if edges else None,
-                end_cursor=edges[-1].cursor if edges else None,
-            ),
-            total_count=page.total_count,
-            failed_sources=failures,
-        )
+        return token_connection(info, result)
+
+    @strawberry.field(description="The caller itself: its user, scopes and own tokens.")
+    def viewer(self, info: Info[Context, None]) -> Viewer:
+        principal = info.context.principal
+        return Viewer(subject=principal.subject, scopes=sorted(principal.scopes))
 
     audit_events: AuditEventConnection = strawberry.field(
         resolver=audit_events,

@@ -12,6 +12,8 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
 fi
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[dev]"
+# GraphiQL's pinned files (npm registry, integrity-checked) for the GraphiQL browser test.
+"$VENV/bin/tokengate" graphiql install --dir "$root/test-artifacts/graphiql-assets" && export TOKENGATE_GRAPHIQL_TEST_ASSETS="$root/test-artifacts/graphiql-assets"
 
 # --- PostgreSQL: a throwaway cluster on 127.0.0.1, owned by this run --------------------
 pg_bin=""

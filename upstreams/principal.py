@@ -49,13 +49,18 @@ class Principal:
     ``allowed_sources`` (None: all) to some sources, whatever its scopes: ``tokens:admin``
     implies read and write, and only an unbound admin acts beyond every binding.
     ``rate_key`` names the bucket its requests count against (see ``lineage`` in the
-    store): the token itself, or the token whose minting it descends from."""
+    store): the token itself, or the token whose minting it descends from.
+
+    A caller signed in at the identity provider (a JWT, gateway/jwt_auth.py) has no
+    ``token_id``; ``jwt_subject`` is its user, whatever its binding (an admin's subject is
+    unbound), so that audit records who acted."""
 
     token_id: str
     scopes: frozenset[str]
     subject: str | None = None
     allowed_sources: frozenset[str] | None = None
     rate_key: str = ""
+    jwt_subject: str | None = None
 
     @property
     def is_admin(self) -> bool:

@@ -114,11 +114,66 @@ class TokenService:
         self, principal: Principal, flt: TokenFilter, order: TokenOrder, args: PageArgs
     ) -> TokenList:
         require(principal, READ)
-        limit, backward, cursor = _page_window(args, order, self.cursors)
-        flt = self._bind_filter(principal, flt)
+        window = _page_window(args, order, self.cursors)
+        return await self._list(principal, self._bind_filter(principal, flt), order, window)
+
+    async def list_user_tokens(
+        self,
+        principal: Principal,
+        user_id: str,
+        flt: TokenFilter,
+        order: TokenOrder,
+        args: PageArgs,
+    ) -> TokenList:
+        """One user's tokens (``User.tokens``): the OAuth-style tokens listed for that user
+        and the internal tokens whose subject it is; sources whose tokens belong to
+        accounts or applications are not asked at all. A caller bound to another user is
+        refused before any source is asked."""
+        require(principal, READ)
+        if principal.subject is not None and principal.subject != user_id:
+            raise errors.Forbidden("this token may only list its own user's tokens")
+        if flt.user_id is not None and flt.user_id != user_id:
+            raise errors.InvalidInput(
+                "filter.userId must be left out or name this user", argument="filter.userId"
+            )
+        window = _page_window(args, order, self.cursors)
+        within = None if principal.is_unbound_admin else principal.reach
+        bound = replace(flt, user_id=user_id, owner_user=user_id, within=within)
+        return await self._list(principal, bound, order, window, user_owned_only=True)
+
+    async def list_own_tokens(
+        self, principal: Principal, flt: TokenFilter, order: TokenOrder, args: PageArgs
+    ) -> TokenList:
+        """The caller's own tokens (``Viewer.tokens``): its subject's, as ``list_user_tokens``;
+        an empty page for a caller bound to no user. Naming another user in the filter is
+        ``FORBIDDEN``, as for ``tokens``."""
+        require(principal, READ)
+        subject = principal.subject
+        if subject is None:
+            _page_window(args, order, self.cursors)  # the arguments are checked all the same
+            empty = MergedPage(
+                edges=[], has_next_page=False, has_previous_page=False, total_count=0
+            )
+            return TokenList(page=empty, failures=[])
+        if flt.user_id is not None and flt.user_id != subject:
+            raise errors.Forbidden("this token may only list its own user's tokens")
+        return await self.list_user_tokens(principal, subject, flt, order, args)
+
+    async def _list(
+        self,
+        principal: Principal,
+        flt: TokenFilter,
+        order: TokenOrder,
+        window: tuple[int, bool, Cursor | None],
+        *,
+        user_owned_only: bool = False,
+    ) -> TokenList:
+        limit, backward, cursor = window
         failures: list[SourceFailure] = []
         chosen: list[TokenSource] = []
         for source in self._selected(principal, flt):
+            if user_owned_only and source.provider not in USER_OWNED_PROVIDERS:
+                continue
             if source.capabilities.needs_user_filter and flt.user_id is None:
                 failures.append(
                     SourceFailure(
@@ -394,6 +449,7 @@ class TokenService:
             try:
                 await self.store.record_audit(
                     actor_token_id=principal.token_id or None,
+                    actor_subject=principal.jwt_subject,
                     action=action,
                     target_id=record.target[:512],
                     source=source[:64],

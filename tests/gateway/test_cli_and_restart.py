@@ -132,7 +132,7 @@ def test_export_schema_and_migrate(tmp_path: Path) -> None:
     config_file.write_text('[store]\nurl = "sqlite:///m.db"\n')
     migrated = cli("migrate", "--config", str(config_file), cwd=tmp_path)
     assert migrated.returncode == 0, migrated.stderr
-    assert "revision 0002" in migrated.stdout
+    assert "revision 0003" in migrated.stdout
 
 
 def test_health_endpoints(tmp_path: Path) -> None:

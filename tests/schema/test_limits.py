@@ -164,3 +164,25 @@ def test_path_pairs_count_fields_answering_at_one_path() -> None:
     assert path_pairs([operation.selection_set], fragments, 100) == 4 + 9 + 1
     # a fragment spreading itself is expanded once more, then the walk ends (no loop)
     assert path_pairs([fragments["G"].selection_set], fragments, 100) == 4
+
+
+def test_user_and_viewer_tokens_cost_only_the_sources_a_user_can_reach() -> None:
+    """Query.tokens may reach every source; viewer/User tokens only the user-owned ones."""
+    limits = {"max_cost": 0, "sources": 4, "user_sources": 2}
+    root = "{ tokens(first: 10) { totalCount } }"
+    assert "cost 40 " in str(_measured(root, **limits))
+    spread = (
+        "{ ...Q } fragment Q on Query { ... { ... on Query { tokens(first: 10) { totalCount } } } }"
+    )
+    assert "cost 40 " in str(_measured(spread, **limits))
+    viewer = "{ viewer { tokens(first: 10) { totalCount } } }"
+    assert "cost 20 " in str(_measured(viewer, **limits))
+    entities = """query($r: [_Any!]!) { _entities(representations: $r) {
+      ...U ... on User { a: tokens(first: 10) { totalCount } } } }
+      fragment U on User { tokens(first: 10) { totalCount } }"""
+    reps = {"r": [{"__typename": "User", "id": str(n)} for n in range(5)]}
+    # 5 representations + 5 x (10 x 2 + 10 x 2)
+    assert "cost 205 " in str(_measured(entities, reps, **limits))
+    # Without user_sources (or with more than there are sources), every source counts.
+    assert "cost 40 " in str(_measured(viewer, max_cost=0, sources=4))
+    assert "cost 40 " in str(_measured(viewer, max_cost=0, sources=4, user_sources=9))

@@ -140,10 +140,15 @@ def _clear_upstream_logs(world: World) -> None:
     ("caller", "target", "expected"), CELLS, ids=[f"{c}->{t}" for c, t, _ in CELLS]
 )
 def test_cell(world: World, caller: str, target: str, expected: str) -> None:
-    gateway = world.gateway
-    secret = world.callers[caller]
-    target_id, list_filter = _make_target(world, target)
     scopes = CALLERS[caller].get("scopes", ["tokens:admin"])
+    check_cell(world, world.callers[caller], scopes, target, expected)
+
+
+def check_cell(world: World, secret: str, scopes: list[str], target: str, expected: str) -> None:
+    """One cell: a caller holding ``secret`` (with ``scopes``) against a fresh ``target``
+    (also for callers signed in at an identity provider, tests/security/test_jwt_bola.py)."""
+    gateway = world.gateway
+    target_id, list_filter = _make_target(world, target)
     may_write = "tokens:write" in scopes or "tokens:admin" in scopes
 
     _clear_upstream_logs(world)

@@ -22,6 +22,7 @@ class AuditEvent:
     target_id: str
     source: str
     outcome: str
+    actor_subject: str | None = None
 
 
 class AuditLog:
@@ -37,6 +38,7 @@ class AuditLog:
         source: str,
         outcome: str,
         detail: str | None = None,
+        actor_subject: str | None = None,
     ) -> None:
         with failures.writing:
             async with self._engine.begin() as conn:
@@ -44,6 +46,7 @@ class AuditLog:
                     audit_events.insert().values(
                         at=to_us(rows.now()),
                         actor_token_id=actor_token_id,
+                        actor_subject=actor_subject,
                         action=action,
                         target_id=target_id,
                         source=source,
@@ -69,6 +72,7 @@ class AuditLog:
                 target_id=r["target_id"],
                 source=r["source"],
                 outcome=r["outcome"],
+                actor_subject=r["actor_subject"],
             )
             for r in found[:limit]
         ]

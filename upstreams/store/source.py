@@ -160,9 +160,11 @@ class StoreSource:
         source: str,
         outcome: str,
         detail: str | None = None,
+        actor_subject: str | None = None,
     ) -> None:
         await self._audit.record(
             actor_token_id=actor_token_id,
+            actor_subject=actor_subject,
             action=action,
             target_id=target_id,
             source=source,

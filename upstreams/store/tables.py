@@ -67,6 +67,8 @@ audit_events = sa.Table(
     ),
     sa.Column("at", sa.BigInteger, nullable=False),
     sa.Column("actor_token_id", sa.String(32), nullable=True),
+    # The user of a caller signed in at the identity provider (NULL for internal tokens).
+    sa.Column("actor_subject", sa.String(255), nullable=True),
     sa.Column("action", sa.String(32), nullable=False),
     sa.Column("target_id", sa.String(512), nullable=False),
     sa.Column("source", sa.String(64), nullable=False),
