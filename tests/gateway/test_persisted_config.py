@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tokengate.gateway import cli
+from tokengate.gateway import cli, logs
 from tokengate.gateway.config import ConfigError, load
 from tokengate.gateway.persisted import load_manifest, sha256_hex
 
@@ -116,8 +116,11 @@ def test_bad_settings(tmp_path: Path, line: str, words: str) -> None:
 
 
 def test_serve_exits_non_zero_on_a_bad_manifest(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # serve's log set-up would put a handler on pytest's captured stderr on the root logger,
+    # which later tests' threads then write to after it is closed.
+    monkeypatch.setattr(logs, "setup", lambda level="INFO": None)
     (tmp_path / "m.json").write_text('{"a": "not graphql {"}')
     path = write_config(tmp_path, 'persisted_documents = "m.json"')
     assert cli.main(["serve", "--config", str(path)]) == cli.EXIT_CONFIG
