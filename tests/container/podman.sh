@@ -13,7 +13,8 @@
 #   bash tests/container/podman.sh
 #
 # Environment: TOKENGATE_CONTAINER_MIRROR (Debian mirror for debootstrap, default: the
-# host's apt source or deb.debian.org), TOKENGATE_CONTAINER_REBASE=1 (make the base again).
+# host's apt source or deb.debian.org), TOKENGATE_CONTAINER_REBASE=1 (make the base again),
+# TOKENGATE_CONTAINER_NO_CACHE=1 (build the project's image without podman's layer cache).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -119,6 +120,7 @@ podman run --rm --network host "$BASE_IMAGE" python3 -c 'import venv' 2>"$conf_d
   skip "podman cannot run a container here: $(tail -1 "$conf_dir/run.err")"
 
 # --- the project's image ------------------------------------------------------------------
+[ "${TOKENGATE_CONTAINER_NO_CACHE:-}" = 1 ] && build_args+=(--no-cache)
 t=$(now)
 podman build -q --format docker --network host "${build_mounts[@]}" "${build_args[@]}" \
   --build-arg "BASE=$BASE_IMAGE" -f docker/Dockerfile -t "$IMAGE" . >"$conf_dir/build.log" 2>&1 ||
