@@ -121,11 +121,15 @@ podman run --rm --network host "$BASE_IMAGE" python3 -c 'import venv' 2>"$conf_d
 
 # --- the project's image ------------------------------------------------------------------
 [ "${TOKENGATE_CONTAINER_NO_CACHE:-}" = 1 ] && build_args+=(--no-cache)
+previous=$(podman image inspect --format '{{.Id}}' "$IMAGE" 2>/dev/null || true)
 t=$(now)
 podman build -q --format docker --network host "${build_mounts[@]}" "${build_args[@]}" \
   --build-arg "BASE=$BASE_IMAGE" -f docker/Dockerfile -t "$IMAGE" . >"$conf_dir/build.log" 2>&1 ||
   fail "podman build failed: $(tail -20 "$conf_dir/build.log")"
 say "image built in $(since "$t") s"
+if [ -n "$previous" ] && [ "$previous" != "$(podman image inspect --format '{{.Id}}' "$IMAGE")" ]; then
+  podman rmi "$previous" >/dev/null 2>&1 || true # the image this one replaces
+fi
 base_size=$(podman image inspect --format '{{.Size}}' "$BASE_IMAGE")
 size=$(podman image inspect --format '{{.Size}}' "$IMAGE")
 added_mb=$(((size - base_size) / 1000000))
