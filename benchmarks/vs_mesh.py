@@ -26,7 +26,7 @@ are "the first 20 tokens of each source": Mesh's ``query.graphql`` (one root fie
 upstream, three upstream GETs, 63 items) and tokengate's one merged page
 ``tokens(first: 20, filter: {userId}, orderBy: {field: CREATED_AT, direction: DESC})``
 over the three upstreams and the internal store (20 items). An answer with an HTTP status
-other than 200 or with GraphQL ``errors`` is counted and fails the run.
+other than 200 or with GraphQL ``errors`` is counted and printed with its run.
 
 ``--pin`` puts both gateways on the last CPU and the simulators and wrk on the others
 (default: no pinning, as a user would run them). ``--only`` runs one gateway (no Mesh
@@ -71,6 +71,9 @@ query FirstTwentyMerged($userId: String!) {
   }
 }
 """
+# ``tokengate simulate``'s default: the OAuth-style user then holds 23 tokens (the peer's
+# 63 items a page).
+SIMULATED_TOKENS = 30
 RESULT = re.compile(r"^RESULT (.*)$", re.MULTILINE)
 REQUESTS = re.compile(r"^requests: (\d+) in ([\d.]+) s", re.MULTILINE)
 
@@ -163,6 +166,7 @@ class Run:
     cpu_ms: float  # gateway CPU per request
     cpu_share: float  # of one core, over the run
     sims_share: float
+    failed: int  # answers other than 200, or with GraphQL errors
 
 
 def wrk(
@@ -187,8 +191,6 @@ def wrk(
     if result is None or requests is None:
         raise RuntimeError(f"wrk printed no result:\n{out}")
     figures = {k: float(v) for k, v in (item.split("=") for item in result.group(1).split())}
-    if figures["non200"] or figures["gql_errors"]:
-        raise RuntimeError(f"{gateway.name}: failed answers during the run:\n{out}")
     return figures, int(requests.group(1)), out
 
 
@@ -210,6 +212,7 @@ def measured(
         cpu_ms=used * 1000 / max(requests, 1),
         cpu_share=used / wall,
         sims_share=(cpu_s(sims) - sims_before) / wall,
+        failed=int(figures["non200"] + figures["gql_errors"]),
     )
 
 
@@ -298,6 +301,7 @@ def median_line(name: str, runs: list[Run], singles: list[float]) -> str:
         f"; p50 {med(r.p50 for r in runs):.2f} ms, p99 {med(r.p99 for r in runs):.2f} ms"
         f"; CPU {med(r.cpu_ms for r in runs):.2f} ms/request ({med(r.cpu_share for r in runs):.0%} of a core)"
         + (f"; one connection p50 {med(singles):.2f} ms" if singles else "")
+        + f"; failed answers {sum(r.failed for r in runs)}"
     )
 
 
@@ -336,7 +340,7 @@ def main() -> int:
     try:
         if args.only != "tokengate":
             mesh = install_mesh(peer, mesh_home.resolve())
-        sim_processes, sims = start_simulators(workdir)
+        sim_processes, sims = start_simulators(workdir, SIMULATED_TOKENS)
         sim_pids = [p.pid for p in sim_processes]
         losant = sims["losant"][1]
         app_id = losant["application_ids"].split(",")[0]
@@ -371,7 +375,8 @@ def main() -> int:
                 print(
                     f"run {round_ + 1} {gateway.name:9}: {run.rps:7.1f} req/s, p50 {run.p50:6.2f} ms,"
                     f" p99 {run.p99:6.2f} ms, CPU {run.cpu_ms:5.2f} ms/request"
-                    f" ({run.cpu_share:.0%} of a core; simulators {run.sims_share:.0%})",
+                    f" ({run.cpu_share:.0%} of a core; simulators {run.sims_share:.0%})"
+                    + (f"; {run.failed} FAILED answers" if run.failed else ""),
                     flush=True,
                 )
         if args.py_spy and tokengate is not None:  # one more run, not counted
