@@ -23,7 +23,7 @@ peer's ``bench.lua``:
 
 It ends with each gateway's medians and the ratios of tokengate's to Mesh's. Both queries
 are "the first 20 tokens of each source": Mesh's ``query.graphql`` (one root field per
-upstream, three upstream GETs, 63 items) and tokengate's one merged page
+upstream, three upstream GETs, 70 items) and tokengate's one merged page
 ``tokens(first: 20, filter: {userId}, orderBy: {field: CREATED_AT, direction: DESC})``
 over the three upstreams and the internal store (20 items). An answer with an HTTP status
 other than 200 or with GraphQL ``errors`` is counted and printed with its run.
@@ -71,8 +71,8 @@ query FirstTwentyMerged($userId: String!) {
   }
 }
 """
-# ``tokengate simulate``'s default: the OAuth-style user then holds 23 tokens (the peer's
-# 63 items a page).
+# ``tokengate simulate``'s default (the OAuth-style user then holds 30 tokens: Mesh's page
+# has 70 items).
 SIMULATED_TOKENS = 30
 RESULT = re.compile(r"^RESULT (.*)$", re.MULTILINE)
 REQUESTS = re.compile(r"^requests: (\d+) in ([\d.]+) s", re.MULTILINE)
