@@ -85,9 +85,10 @@ def wait_ready(url: str) -> None:
 
 
 def start_simulators(
-    workdir: Path,
+    workdir: Path, count: int = 60
 ) -> tuple[list[subprocess.Popen[str]], dict[str, tuple[str, dict[str, str]]]]:
-    """One process per simulator, so that their work does not queue behind one another."""
+    """One process per simulator, so that their work does not queue behind one another;
+    ``count`` sample tokens each."""
     processes: list[subprocess.Popen[str]] = []
     sims: dict[str, tuple[str, dict[str, str]]] = {}
     for provider in ("amper", "oauth", "losant"):
@@ -104,7 +105,7 @@ def start_simulators(
                     "--port",
                     str(free_port()),
                     "--count",
-                    "60",
+                    str(count),
                 ],
                 stdout=out,
                 stderr=subprocess.STDOUT,

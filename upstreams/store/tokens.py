@@ -32,6 +32,8 @@ MAX_NAME = 255
 MAX_DESCRIPTION = 4096
 # Active tokens one minting lineage may hold (see ``TokenStore.create``).
 DEFAULT_MAX_LINEAGE_TOKENS = 100
+# A first page's count, read beside its rows (``count(*) OVER ()``).
+TOTAL_COLUMN = "total_matching"
 
 
 class ChangeListener(Protocol):
@@ -88,12 +90,22 @@ class TokenStore:
             if ascending
             else [null_last.desc(), column.desc(), tokens.c.id.desc()]
         )
-        page_q = sa.select(tokens).where(page_where).order_by(*order_by).limit(request.limit + 1)
-        count_q = sa.select(sa.func.count()).select_from(tokens).where(where)
-        with failures.reading:
-            async with self._engine.connect() as conn:
-                found = (await conn.execute(page_q)).mappings().all()
-                total = int((await conn.execute(count_q)).scalar_one())
+        if request.after is None:
+            # A first page: the rows and their count in one statement (the window counts
+            # every row the filter matches, before LIMIT); no row means a count of 0.
+            total_column = sa.func.count().over().label(TOTAL_COLUMN)
+            first_q = sa.select(tokens, total_column).where(where).order_by(*order_by)
+            with failures.reading:
+                async with self._engine.connect() as conn:
+                    found = (await conn.execute(first_q.limit(request.limit + 1))).mappings().all()
+            total = int(found[0][TOTAL_COLUMN]) if found else 0
+        else:
+            page_q = sa.select(tokens).where(page_where).order_by(*order_by)
+            count_q = sa.select(sa.func.count()).select_from(tokens).where(where)
+            with failures.reading:
+                async with self._engine.connect() as conn:
+                    found = (await conn.execute(page_q.limit(request.limit + 1))).mappings().all()
+                    total = int((await conn.execute(count_q)).scalar_one())
         items = [SourceItem(rows.token(r, now)) for r in found[: request.limit]]
         return SourcePage(items=items, has_more=len(found) > request.limit, total_count=total)
 
