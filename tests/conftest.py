@@ -7,6 +7,7 @@ import asyncio
 import logging
 import os
 import secrets
+import shutil
 import subprocess
 import time
 import uuid
@@ -206,3 +207,24 @@ def gateway(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Gateway
     config = gateway_config(tmp_path)
     with serve_in_thread(create_app(config)) as url:
         yield Gateway(url=url, admin_secret=BOOTSTRAP, config=config)
+
+
+REQUIRE_NODE_ENV = "TOKENGATE_REQUIRE_NODE"
+
+
+def node_or_skip(installed: Path, hint: str) -> str:
+    """The ``node`` executable, once the npm package at ``installed`` (a directory under some
+    node_modules) is there; else a skip, or a failure where tests/run.sh set
+    TOKENGATE_REQUIRE_NODE (it installs node and runs ``npm ci`` itself)."""
+    node = shutil.which("node")
+    missing = None
+    if node is None:
+        missing = "node is not installed"
+    elif not installed.is_dir():
+        missing = hint
+    if missing is not None:
+        if os.environ.get(REQUIRE_NODE_ENV):
+            pytest.fail(f"{REQUIRE_NODE_ENV} is set but {missing}")
+        pytest.skip(missing)
+    assert node is not None
+    return node

@@ -29,30 +29,21 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import BOOTSTRAP, gateway_config
+from tests.conftest import BOOTSTRAP, gateway_config, node_or_skip
 from tokengate.gateway.app import create_app
 from tokengate.gateway.config import ServerConfig
 from tokengate.gateway.demo import PROVIDERS, Simulated, simulators
 from tokengate.upstreams.loopback import serve_in_thread
 
-REQUIRE_NODE_ENV = "TOKENGATE_REQUIRE_NODE"
 JS = Path(__file__).parent / "js"
 pytestmark = pytest.mark.slow
 
 
 def _node() -> str:
-    node = shutil.which("node")
-    missing = None
-    if node is None:
-        missing = "node is not installed"
-    elif not (JS / "node_modules" / "relay-compiler").is_dir():
-        missing = f"the npm packages are not installed: run npm ci in {JS}"
-    if missing is not None:
-        if os.environ.get(REQUIRE_NODE_ENV):
-            pytest.fail(f"{REQUIRE_NODE_ENV} is set but {missing}")
-        pytest.skip(missing)
-    assert node is not None
-    return node
+    return node_or_skip(
+        JS / "node_modules" / "relay-compiler",
+        f"the npm packages are not installed: run npm ci in {JS}",
+    )
 
 
 @pytest.fixture(scope="module")

@@ -9,45 +9,35 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import Gateway
+from tests.conftest import Gateway, node_or_skip
 from tests.federation.conftest import clear_logs, mint, requests_to
 from tokengate.gateway.demo import Simulated
 
 pytestmark = pytest.mark.slow
 
 JS = Path(__file__).resolve().parent / "js"
-REQUIRE_NODE_ENV = "TOKENGATE_REQUIRE_NODE"
 BRAM = "bram.jansen"
 ANNA = "anna.de.vries@example.com"
 USER = """query($id: ID!) { user(id: $id) { id email
   tokens(first: 20) { totalCount edges { node { id provider owner { id } } } } } }"""
 
 
-def node_or_skip() -> str:
-    node = shutil.which("node")
-    missing = None
-    if node is None:
-        missing = "node is not installed"
-    elif not (JS / "node_modules" / "@apollo" / "gateway").is_dir():
-        missing = f"run `npm ci` in {JS.relative_to(JS.parents[2])}"
-    if missing is not None:
-        if os.environ.get(REQUIRE_NODE_ENV):
-            pytest.fail(f"{REQUIRE_NODE_ENV} is set but {missing}")
-        pytest.skip(missing)
-    assert node is not None
-    return node
+def _node() -> str:
+    return node_or_skip(
+        JS / "node_modules" / "@apollo" / "gateway",
+        f"run `npm ci` in {JS.relative_to(JS.parents[2])}",
+    )
 
 
 def federate(gw: Gateway, tmp_path: Path, requests: list[dict[str, Any]]) -> dict[str, Any]:
     """Compose, serve the supergraph, run ``requests``; the script's JSON report."""
-    node = node_or_skip()
+    node = _node()
     path = tmp_path / "requests.json"
     path.write_text(json.dumps(requests))
     env = {**os.environ, "TOKENGATE_URL": gw.url, "TOKENGATE_SECRET": gw.admin_secret}
