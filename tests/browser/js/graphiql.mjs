@@ -5,6 +5,7 @@
 // Environment: TOKENGATE_CHROMIUM (the browser), GATEWAY_URL (http://127.0.0.1:PORT),
 // BEARER (a secret to type into the Headers pane), ARTIFACTS (where the screenshot goes).
 import { chromium } from "playwright-core";
+import { OFFLINE_CHROMIUM_ARGS } from "../../offline-chromium.mjs";
 
 const gateway = process.env.GATEWAY_URL;
 const bearer = process.env.BEARER;
@@ -14,16 +15,7 @@ const QUERY = "query Sources { sources { key provider } }";
 const browser = await chromium.launch({
   executablePath: process.env.TOKENGATE_CHROMIUM,
   headless: true,
-  args: [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
-  ],
+  args: OFFLINE_CHROMIUM_ARGS,
 });
 const seen = { requests: [], consoleErrors: [], pageErrors: [] };
 try {

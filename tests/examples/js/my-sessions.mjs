@@ -4,6 +4,7 @@
 // Every host but 127.0.0.1 is unresolvable, so nothing can leave the machine.
 import { readFileSync, writeFileSync } from "node:fs";
 import { chromium } from "playwright-core";
+import { OFFLINE_CHROMIUM_ARGS } from "../../offline-chromium.mjs";
 
 const [planFile, resultFile] = process.argv.slice(2);
 const plan = JSON.parse(readFileSync(planFile, "utf8"));
@@ -13,16 +14,7 @@ const TIMEOUT = 20_000;
 const browser = await chromium.launch({
   executablePath: plan.chromium,
   headless: true,
-  args: [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-  ],
+  args: OFFLINE_CHROMIUM_ARGS,
 });
 
 const listed = (page) =>
