@@ -318,6 +318,12 @@ def main() -> int:
     parser.add_argument("--pin", action="store_true", help="gateways on the last CPU")
     parser.add_argument("--only", choices=["tokengate", "mesh"])
     parser.add_argument("--py-spy", type=Path, help="profile one more tokengate run into FILE")
+    parser.add_argument(
+        "--py-spy-arg",
+        action="append",
+        default=[],
+        help="one more py-spy record argument, e.g. --py-spy-arg=--threads (repeatable)",
+    )
     args = parser.parse_args()
 
     peer = args.mesh_dir or default_mesh_dir()
@@ -385,6 +391,7 @@ def main() -> int:
                     *("py-spy", "record", "--pid", str(tokengate.pid), "--format", "raw"),
                     *("--output", str(args.py_spy), "--duration", f"{args.duration:.0f}"),
                     *("--rate", "250", "--nonblocking"),
+                    *args.py_spy_arg,
                 ],
                 preexec_fn=pin(others),
             )

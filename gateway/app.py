@@ -132,7 +132,7 @@ class RequestId:
 async def open_store(config: Config, server_key: bytes | None = None) -> StoreSource:
     """Engine, migrations, server key (``server_key``, else loaded or made from the config):
     the store ready to use (also for the CLI)."""
-    engine = create_engine(config.store.url)
+    engine = create_engine(config.store.url, config.store.pool_size)
     await migrate(engine)
     hasher = SecretHasher(server_key or load_key(config.store.key_file))
     return StoreSource(

@@ -94,6 +94,8 @@ class StoreConfig:
     url: str = DEFAULT_STORE_URL
     key_file: Path = Path("tokengate.key")
     touch_interval_s: float = 60.0
+    # Connections each process keeps open (None: 20 with SQLite, 10 with PostgreSQL).
+    pool_size: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,7 +209,7 @@ _SECTION_KEYS: dict[str, set[str]] = {
         "persisted_documents",
         "only_persisted",
     },
-    "store": {"url", "key_file", "touch_interval_s"},
+    "store": {"url", "key_file", "touch_interval_s", "pool_size"},
     "limits": {
         "max_aliases",
         "max_depth",
@@ -438,6 +440,7 @@ def _from_file(path: Path, env: Mapping[str, str]) -> Config:
         touch_interval_s=float(
             _typed(store_raw, "touch_interval_s", (int, float), 60.0, loc, "store")
         ),
+        pool_size=_pool_size(store_raw, loc),
     )
     limits = LimitsConfig(
         max_aliases=_positive(limits_raw, "max_aliases", 30, loc),
@@ -728,6 +731,20 @@ def _storage_url(table: Mapping[str, Any], loc: _Locator) -> str | None:
         return None
     where = loc.where("limits", "storage_url")
     return _check_limits_storage_url(url, where, credentials_allowed=False)
+
+
+MAX_POOL_SIZE = 500
+
+
+def _pool_size(table: Mapping[str, Any], loc: _Locator) -> int | None:
+    if "pool_size" not in table:
+        return None
+    value: int = _typed(table, "pool_size", int, 0, loc, "store")
+    if not 1 <= value <= MAX_POOL_SIZE:
+        raise ConfigError(
+            f"{loc.where('store', 'pool_size')}: pool_size must be 1 to {MAX_POOL_SIZE}"
+        )
+    return value
 
 
 def _positive(table: Mapping[str, Any], key: str, default: int, loc: _Locator) -> int:

@@ -10,6 +10,12 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+# Connections a process keeps open (as many again are opened for a burst, then closed).
+# SQLite's are cheap (a file handle and aiosqlite's thread) and opening one per request
+# under load costs more than the query: the pool covers a busy process's concurrency.
+# PostgreSQL's are server processes, shared by every worker and replica.
+DEFAULT_SQLITE_POOL_SIZE = 20
+DEFAULT_POSTGRES_POOL_SIZE = 10
 
 
 def async_url(url: str) -> sa.URL:
@@ -25,13 +31,22 @@ def async_url(url: str) -> sa.URL:
     )
 
 
-def create_engine(url: str) -> AsyncEngine:
+def default_pool_size(url: str) -> int:
+    if make_url(url).get_backend_name() == "sqlite":
+        return DEFAULT_SQLITE_POOL_SIZE
+    return DEFAULT_POSTGRES_POOL_SIZE
+
+
+def create_engine(url: str, pool_size: int | None = None) -> AsyncEngine:
+    """An engine keeping ``pool_size`` connections (default: ``default_pool_size``) and
+    opening as many again for a burst."""
     target = async_url(url)
+    size = default_pool_size(url) if pool_size is None else pool_size
     if target.get_backend_name() == "sqlite":
-        engine = create_async_engine(target, pool_pre_ping=False)
+        engine = create_async_engine(target, pool_size=size, max_overflow=size, pool_pre_ping=False)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    return create_async_engine(target, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    return create_async_engine(target, pool_size=size, max_overflow=size, pool_pre_ping=True)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
