@@ -16,7 +16,7 @@ the gateway would report a connection dropped in milliseconds as a timeout.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import contextmanager
 
 import aiohttp
@@ -25,6 +25,8 @@ import yarl
 from aiohttp import ClientResponse, ClientSession, ClientTimeout
 from aiohttp import http_exceptions as aiohttp_http
 from httpx_aiohttp import AiohttpTransport
+
+from tokengate.upstreams.http_edge import Answer, CutShort
 
 
 def exact_url(url: httpx.URL) -> yarl.URL:
@@ -142,6 +144,44 @@ class ExactUrlAiohttpTransport(AiohttpTransport):
             request=request,
             extensions=extensions,
         )
+
+    async def exchange(
+        self,
+        method: str,
+        url: httpx.URL,
+        headers: Mapping[str, str],
+        content: bytes | None,
+        limits: httpx.Timeout,
+    ) -> Answer:
+        """One request and its whole answer straight over aiohttp (``http_edge.Exchange``):
+        no httpx request or response objects, and aiohttp decodes the body. Same URL
+        handling, timeouts and failure mapping as ``handle_async_request``."""
+        if not isinstance(self.client, ClientSession):
+            self.client = self.get_client()
+        with _httpx_errors():
+            async with self.client.request(
+                method,
+                exact_url(url),
+                headers=headers,
+                data=content,
+                allow_redirects=False,
+                compress=False,
+                timeout=ClientTimeout(
+                    sock_connect=limits.connect, sock_read=limits.read, connect=limits.pool
+                ),
+            ) as response:
+                try:
+                    body = await response.read()
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    raise CutShort(_as_httpx(exc)) from exc
+                return Answer(response.status, response.headers, body)
+
+
+def _as_httpx(exc: Exception) -> httpx.HTTPError:
+    error = httpx_error(exc)
+    if isinstance(error, httpx.HTTPError):
+        return error
+    return httpx.ReadError(str(exc) or type(exc).__name__)
 
 
 __all__ = ["ExactUrlAiohttpTransport", "exact_url", "httpx_error"]

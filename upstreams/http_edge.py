@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json as stdlib_json
 import unicodedata
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from functools import lru_cache
+from typing import Protocol
 from urllib.parse import quote
 
 import httpx
@@ -52,6 +55,52 @@ def path_segment(value: str, *, argument: str = "id") -> str:
     return quote(value, safe="")
 
 
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """An upstream's whole answer, as the adapters read it: its body already read (and
+    decoded from any ``Content-Encoding``), its headers case-insensitive."""
+
+    status_code: int
+    headers: Mapping[str, str]
+    content: bytes
+
+    @property
+    def is_success(self) -> bool:
+        return 200 <= self.status_code < 300
+
+
+class CutShort(Exception):
+    """An exchange failed after the answer's status line and headers had come: ``error``
+    says how (a failure before any answer is raised as the ``httpx.HTTPError`` itself)."""
+
+    def __init__(self, error: httpx.HTTPError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class Exchange(Protocol):
+    """One request sent and its whole answer read, failures raised as httpx's exceptions
+    (after the headers: wrapped in ``CutShort``). The shared client may offer one as its
+    ``exchange`` attribute: the aiohttp transport's skips httpx's request and response
+    machinery (gateway/aiohttp_transport.py)."""
+
+    async def __call__(
+        self,
+        method: str,
+        url: httpx.URL,
+        headers: Mapping[str, str],
+        content: bytes | None,
+        limits: httpx.Timeout,
+    ) -> Answer: ...
+
+
+def json_body(value: object) -> bytes:
+    """A JSON request body, encoded as httpx encodes ``json=``."""
+    return stdlib_json.dumps(
+        value, ensure_ascii=False, separators=(",", ":"), allow_nan=False
+    ).encode("utf-8")
+
+
 class UpstreamHttp:
     """One upstream's requests over the gateway's shared ``httpx.AsyncClient``.
 
@@ -83,6 +132,8 @@ class UpstreamHttp:
         self._timeout = httpx.Timeout(timeout_s, connect=connect)
         self._headers = dict(headers)
         self._credential = credential
+        exchange: Exchange | None = getattr(client, "exchange", None)
+        self._exchange: Exchange = exchange or self._httpx_exchange
 
     async def send(
         self,
@@ -93,8 +144,8 @@ class UpstreamHttp:
         json: object = None,
         content: bytes | None = None,
         headers: Mapping[str, str] | None = None,
-    ) -> httpx.Response:
-        """The response to one request (``headers`` add to the constructor's).
+    ) -> Answer:
+        """The answer to one request (``headers`` add to the constructor's).
 
         One client span per request (so per attempt under retries), child of the request's
         server span, named ``METHOD key``; the request carries it as ``traceparent``, and
@@ -155,27 +206,18 @@ class UpstreamHttp:
         json: object,
         content: bytes | None,
         headers: Mapping[str, str],
-    ) -> httpx.Response:
-        """Headers and body are awaited apart, so a failure says whether any answer had
-        begun."""
-        request = self._client.build_request(
-            method,
-            url,
-            content=content,
-            json=json,
-            headers=outbound_headers(headers, span),
-            timeout=self._timeout,
-        )
-        answered = False
+    ) -> Answer:
+        """A failure says whether any answer had begun (``CutShort``)."""
+        sent = outbound_headers(headers, span)
+        if json is not None:
+            content = json_body(json)
+            sent = {**sent, "Content-Type": "application/json"}
         try:
-            response = await self._client.send(request, stream=True)
-            answered = True
-            try:
-                await response.aread()
-            finally:
-                await response.aclose()
+            response = await self._exchange(method, url, sent, content, self._timeout)
+        except CutShort as exc:
+            raise self._failure(exc.error, answered=True) from None
         except httpx.HTTPError as exc:
-            raise self._failure(exc, answered=answered) from None
+            raise self._failure(exc, answered=False) from None
         status = response.status_code
         if status in {401, 403}:
             raise errors.UpstreamUnauthorized(
@@ -194,6 +236,27 @@ class UpstreamHttp:
                 self._key, f"{self._name} failed (HTTP {status})", status=status
             )
         return response
+
+    async def _httpx_exchange(
+        self,
+        method: str,
+        url: httpx.URL,
+        headers: Mapping[str, str],
+        content: bytes | None,
+        limits: httpx.Timeout,
+    ) -> Answer:
+        """The exchange over httpx's API (any transport: its own, a mock in unit tests)."""
+        request = self._client.build_request(
+            method, url, content=content, headers=headers, timeout=limits
+        )
+        response = await self._client.send(request, stream=True)
+        try:
+            await response.aread()
+        except httpx.HTTPError as exc:
+            raise CutShort(exc) from exc
+        finally:
+            await response.aclose()
+        return Answer(response.status_code, response.headers, response.content)
 
     def _failure(self, exc: httpx.HTTPError, *, answered: bool) -> errors.UpstreamError:
         """What happened, in words free of URLs and secrets: only a time limit that ran out
@@ -216,7 +279,7 @@ class UpstreamHttp:
             return errors.BadUpstreamResponse(self._key, f"{name} sent an unreadable response")
         return errors.UpstreamUnavailable(self._key, f"{name} {_dropped(exc, answered)}")
 
-    def json(self, response: httpx.Response) -> object:
+    def json(self, response: Answer) -> object:
         """The response body parsed as JSON, or ``BadUpstreamResponse``."""
         try:
             payload: object = orjson.loads(response.content)
@@ -224,7 +287,7 @@ class UpstreamHttp:
             raise errors.BadUpstreamResponse(self._key, f"{self._name} sent invalid JSON") from None
         return payload
 
-    def unexpected(self, response: httpx.Response) -> errors.BadUpstreamResponse:
+    def unexpected(self, response: Answer) -> errors.BadUpstreamResponse:
         """The error for a status the adapter has no meaning for."""
         status = response.status_code
         return errors.BadUpstreamResponse(
@@ -282,4 +345,13 @@ def retry_after_seconds(value: str | None) -> float | None:
     return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
-__all__ = ["UpstreamHttp", "path_segment", "request_url", "retry_after_seconds"]
+__all__ = [
+    "Answer",
+    "CutShort",
+    "Exchange",
+    "UpstreamHttp",
+    "json_body",
+    "path_segment",
+    "request_url",
+    "retry_after_seconds",
+]

@@ -4,14 +4,18 @@ both transports."""
 
 from __future__ import annotations
 
+import gzip
+import json
+
 import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from tokengate.gateway.upstream_factory import TRANSPORT_ENV, http_client
+from tokengate.upstreams.http_edge import UpstreamHttp
 from tokengate.upstreams.loopback import serve_in_thread
 
 
@@ -79,3 +83,66 @@ async def test_urls_leave_exactly_as_encoded(
         async with http_client() as client:
             response = await client.get(f"{url}{target}")
     assert response.text == target
+
+
+def edge_over(client: httpx.AsyncClient) -> UpstreamHttp:
+    return UpstreamHttp(
+        key="up",
+        name="Upstream",
+        client=client,
+        timeout_s=5.0,
+        headers={"Authorization": "Bearer upstream-credential"},
+        credential="API token",
+    )
+
+
+async def described(request: Request) -> Response:
+    """What arrived (target, content type, body, cookie), gzip-encoded when asked for."""
+    query = request.scope["query_string"]
+    seen = {
+        "target": (request.scope["raw_path"] + (b"?" + query if query else b"")).decode(),
+        "method": request.method,
+        "content_type": request.headers.get("content-type"),
+        "body": (await request.body()).decode(),
+        "cookie": request.headers.get("cookie"),
+        "gzip": "gzip" in request.headers.get("accept-encoding", ""),
+    }
+    body = json.dumps(seen).encode()
+    headers = {"ETag": '"v7"', "Set-Cookie": "session=upstream-session-value; Path=/"}
+    if "gzip" in request.headers.get("accept-encoding", ""):
+        body = gzip.compress(body)
+        headers["Content-Encoding"] = "gzip"
+    return Response(body, media_type="application/json", headers=headers)
+
+
+@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
+async def test_upstream_calls_read_alike_over_either_transport(
+    transport: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``UpstreamHttp`` over the default client takes the aiohttp transport's direct
+    exchange (httpx's own transport: httpx's path); either way the URL leaves as encoded,
+    a JSON body as httpx encodes it, a gzip answer is decoded, headers read
+    case-insensitively, and no cookie comes back."""
+    monkeypatch.setenv(TRANSPORT_ENV, transport)
+    app = Starlette(routes=[Route("/{rest:path}", described, methods=["GET", "POST"])])
+    with serve_in_thread(app) as url:
+        async with http_client() as client:
+            assert (getattr(client, "exchange", None) is not None) is (transport == "aiohttp")
+            edge = edge_over(client)
+            first = await edge.send("GET", f"{url}/users/..%3B/tokens", params={"q": "a;b"})
+            second = await edge.send("POST", f"{url}/tokens", json={"name": "é", "n": [1]})
+    assert first.status_code == 200 and first.is_success
+    assert first.headers.get("etag") == first.headers.get("ETag") == '"v7"'
+    assert edge.json(first) == {
+        "target": "/users/..%3B/tokens?q=a%3Bb",
+        "method": "GET",
+        "content_type": None,
+        "body": "",
+        "cookie": None,
+        "gzip": True,  # so the answer came gzip-encoded, and was decoded
+    }
+    seen = edge.json(second)
+    assert isinstance(seen, dict)
+    assert seen["content_type"] == "application/json"
+    assert seen["body"] == '{"name":"é","n":[1]}'
+    assert seen["cookie"] is None

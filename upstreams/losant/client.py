@@ -46,9 +46,8 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Unpack
 
-import httpx
-
 from tokengate.upstreams import errors, ordering
+from tokengate.upstreams.http_edge import Answer
 from tokengate.upstreams.http_edge import base_url as checked_base_url
 from tokengate.upstreams.http_edge import retry_after_seconds as retry_after_seconds  # re-exported
 from tokengate.upstreams.http_source import HttpSource, Upstream
@@ -329,7 +328,7 @@ class LosantSource(HttpSource):
 
     # -- HTTP ------------------------------------------------------------------------------
 
-    def _token_from(self, response: httpx.Response, app: str) -> Token:
+    def _token_from(self, response: Answer, app: str) -> Token:
         payload = self._http.json(response)
         try:
             return normalise_token(
@@ -338,7 +337,7 @@ class LosantSource(HttpSource):
         except SchemaViolation as exc:
             raise self._api.malformed(exc) from None
 
-    def _rejected(self, response: httpx.Response, what: str) -> errors.InvalidInput:
+    def _rejected(self, response: Answer, what: str) -> errors.InvalidInput:
         # Only Losant's error type is passed on: its message is free text.
         return errors.InvalidInput(f"{self._name} rejected {what} ({self._api.type_of(response)})")
 

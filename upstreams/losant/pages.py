@@ -7,10 +7,8 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime
 
-import httpx
-
 from tokengate.upstreams import errors
-from tokengate.upstreams.http_edge import UpstreamHttp, path_segment
+from tokengate.upstreams.http_edge import Answer, UpstreamHttp, path_segment
 from tokengate.upstreams.losant.normalise import (
     SchemaViolation,
     TokenPage,
@@ -120,7 +118,7 @@ class LosantApi:
                 "to read for this page: narrow the filter or order by creation date",
             )
 
-    def type_of(self, response: httpx.Response) -> str:
+    def type_of(self, response: Answer) -> str:
         try:
             payload: object = json.loads(response.content)
         except ValueError:
