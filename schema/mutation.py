@@ -13,6 +13,7 @@ from tokengate.schema.inputs import (
     to_create_spec,
     to_update_spec,
 )
+from tokengate.schema.security import RevokeTokensPayload, revoke_tokens
 from tokengate.schema.types import TokenType, token_type
 
 
@@ -39,6 +40,15 @@ class RevokeTokenPayload:
 
 @strawberry.type
 class Mutation:
+    revoke_tokens: RevokeTokensPayload = strawberry.mutation(
+        resolver=revoke_tokens,
+        description=(
+            "Revoke every token a filter selects among those the caller may revoke (as "
+            "revokeToken decides), at most max per call, each at its source; a dry run by "
+            "default. Continue with the returned cursor."
+        ),
+    )
+
     @strawberry.mutation(description="Issue a token at a source; its secret is returned once.")
     async def create_token(
         self,
