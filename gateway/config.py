@@ -32,7 +32,7 @@ SHUTDOWN_DELAY_ENV = "TOKENGATE_SHUTDOWN_DELAY_S"
 # by default): a typo, not a choice.
 MAX_SHUTDOWN_DELAY_S = 300.0
 LIMITS_STORAGE_URL_ENV = "TOKENGATE_LIMITS_STORAGE_URL"
-SECRET_LOOKUPS_ENV = "TOKENGATE_SECRET_LOOKUPS_PER_MINUTE"
+LOOKUP_RATE_ENV = "TOKENGATE_SECRET_LOOKUPS_PER_MINUTE"
 DEFAULT_STORE_URL = "sqlite:///./tokengate.db"
 
 
@@ -310,11 +310,11 @@ def load(
                 env[LIMITS_STORAGE_URL_ENV], LIMITS_STORAGE_URL_ENV, credentials_allowed=True
             ),
         )
-    if env.get(SECRET_LOOKUPS_ENV):
+    if env.get(LOOKUP_RATE_ENV):
         limits = _replace_limits(
             limits,
             secret_lookups_per_minute=_positive_int_env(
-                env[SECRET_LOOKUPS_ENV], SECRET_LOOKUPS_ENV
+                env[LOOKUP_RATE_ENV], LOOKUP_RATE_ENV
             ),
         )
     if env.get(STORE_URL_ENV):
