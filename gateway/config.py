@@ -313,9 +313,7 @@ def load(
     if env.get(LOOKUP_RATE_ENV):
         limits = _replace_limits(
             limits,
-            secret_lookups_per_minute=_positive_int_env(
-                env[LOOKUP_RATE_ENV], LOOKUP_RATE_ENV
-            ),
+            secret_lookups_per_minute=_positive_int_env(env[LOOKUP_RATE_ENV], LOOKUP_RATE_ENV),
         )
     if env.get(STORE_URL_ENV):
         store = _replace_store(store, url=_check_store_url(env[STORE_URL_ENV], STORE_URL_ENV))
