@@ -24,7 +24,7 @@ AUDIT = "{ auditEvents(first: 50) { nodes { action targetId source outcome actor
 CREATE = """mutation($in: CreateTokenInput!) { createToken(input: $in) { secret token { id } } }"""
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def sims() -> Iterator[dict[str, Simulated]]:
     # Amper: 250 tokens, so that reading its list takes three pages (one can fail mid-way).
     with simulators(PROVIDERS, count=250) as running:
@@ -35,6 +35,9 @@ def _gateway(
     sims: dict[str, Simulated], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **limits: Any
 ) -> Iterator[Gateway]:
     monkeypatch.setenv("TOKENGATE_BOOTSTRAP_TOKEN", BOOTSTRAP)
+    for sim in sims.values():
+        sim.state.control.set_faults([])
+        sim.state.control.requests.clear()
     sources = tuple(dataclasses.replace(s.source, retries=0) for s in sims.values())
     config = gateway_config(
         tmp_path, sources=sources, limits=dataclasses.replace(UNLIMITED, **limits)
