@@ -19,6 +19,7 @@ of the call (the token is reported failed and retried by the next call).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import enum
 import hashlib
 import json
@@ -231,9 +232,27 @@ class _Position:
 
 
 def _fingerprint(principal: Principal, flt: TokenFilter, dry_run: bool) -> str:
-    """What a cursor is bound to: the caller, its filter (as bound) and the mode."""
-    text = repr((principal.token_id, principal.jwt_subject, flt, dry_run))
+    """What a cursor is bound to: the caller, its filter (as bound) and the mode, spelt the
+    same in every process (sets sorted: string hashing differs between processes)."""
+    text = json.dumps(
+        [principal.token_id, principal.jwt_subject, _plain(flt), dry_run],
+        sort_keys=True,
+        separators=(",", ":"),
+    )
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+def _plain(value: object) -> object:
+    """``value`` as JSON-ready data with one spelling (see ``_fingerprint``)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, frozenset | set):
+        return sorted(str(_plain(v)) for v in value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, enum.Enum):
+        return value.value
+    return value
 
 
 def _seal(service: TokenService, bound: str, positions: dict[str, _Position]) -> str:

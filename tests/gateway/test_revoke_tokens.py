@@ -276,3 +276,36 @@ def test_attacker_probes_are_refused_before_any_upstream_request(
     assert sum(len(s.state.control.requests) for s in sims.values()) == 0
     # The cursor still works for its own caller, filter and mode.
     assert _revoke(gateway, bram, f={}, max=1, after=cursor)["dryRun"] is True
+
+
+FINGERPRINT = """
+from tokengate.upstreams.model import Status, TokenFilter
+from tokengate.upstreams.principal import Principal, Reach
+from tokengate.upstreams.security_ops import _fingerprint
+flt = TokenFilter(sources=frozenset({"amper", "idp", "fleet", "internal", "x", "y"}),
+                  statuses=frozenset(Status),
+                  within=Reach(frozenset({"tokens:read", "tokens:write"}), None, None))
+print(_fingerprint(Principal("abc", frozenset({"tokens:write"})), flt, True))
+"""
+
+
+@pytest.mark.slow
+def test_a_cursor_holds_in_every_process() -> None:
+    """Replicas and restarts accept each other's cursors: the binding is spelt alike
+    whatever the process's string hashing."""
+    import os
+    import subprocess
+    import sys
+
+    spelt = {
+        subprocess.run(
+            [sys.executable, "-c", FINGERPRINT],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        ).stdout
+        for seed in ("1", "2", "3")
+    }
+    assert len(spelt) == 1 and len(spelt.pop().strip()) == 32
