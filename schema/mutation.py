@@ -40,15 +40,6 @@ class RevokeTokenPayload:
 
 @strawberry.type
 class Mutation:
-    revoke_tokens: RevokeTokensPayload = strawberry.mutation(
-        resolver=revoke_tokens,
-        description=(
-            "Revoke every token a filter selects among those the caller may revoke (as "
-            "revokeToken decides), at most max per call, each at its source; a dry run by "
-            "default. Continue with the returned cursor."
-        ),
-    )
-
     @strawberry.mutation(description="Issue a token at a source; its secret is returned once.")
     async def create_token(
         self,
@@ -94,3 +85,12 @@ class Mutation:
         return RevokeTokenPayload(
             revoked_token_id=strawberry.ID(revoked), client_mutation_id=input.client_mutation_id
         )
+
+    revoke_tokens: RevokeTokensPayload = strawberry.mutation(
+        resolver=revoke_tokens,
+        description=(
+            "Revoke every token a filter selects among those the caller may revoke (as "
+            "revokeToken decides), at most max per call, each at its source; a dry run by "
+            "default. Continue with the returned cursor."
+        ),
+    )
