@@ -309,3 +309,37 @@ def test_a_cursor_holds_in_every_process() -> None:
         for seed in ("1", "2", "3")
     }
     assert len(spelt) == 1 and len(spelt.pop().strip()) == 32
+
+
+def test_each_bulk_call_counts_its_max_against_the_cost_budget(
+    gateway: Gateway, sims: dict[str, Simulated]
+) -> None:
+    field = 'r{n}: revokeTokens(input: {{filter: {{name: "x"}}, max: {m}}}) {{ revokedCount }}'
+
+    def document(*maxes: int) -> str:
+        return "mutation {" + " ".join(field.format(n=i, m=m) for i, m in enumerate(maxes)) + "}"
+
+    for sim in sims.values():
+        sim.state.control.requests.clear()
+    over = gateway.gql(document(500, 500, 1))
+    assert _code(over) == "BAD_USER_INPUT" and "cost" in over["errors"][0]["message"]
+    assert over.get("data") is None
+    assert sum(len(s.state.control.requests) for s in sims.values()) == 0
+    variables = {"f": {"name": "x"}, "max": 501}
+    assert _code(gateway.gql(REVOKE, variables)) == "BAD_USER_INPUT"
+    within = gateway.data(document(500, 500))
+    assert within["r0"]["revokedCount"] == within["r1"]["revokedCount"] == 0
+    # Eleven calls at the default max of 100 are over the budget too.
+    assert (
+        _code(
+            gateway.gql(
+                "mutation {"
+                + " ".join(
+                    f'r{i}: revokeTokens(input: {{filter: {{name: "x"}}}}) {{ revokedCount }}'
+                    for i in range(11)
+                )
+                + "}"
+            )
+        )
+        == "BAD_USER_INPUT"
+    )
