@@ -32,6 +32,7 @@ from tokengate.gateway.jwt_auth import JwtAuthenticator
 from tokengate.gateway.logs import FIELDS, request_id_var
 from tokengate.gateway.metrics import Metrics
 from tokengate.gateway.persisted import PersistedOperations, load_manifest
+from tokengate.gateway.ratelimit import TokenBuckets
 from tokengate.gateway.replicas import Replicas
 from tokengate.gateway.tracing import TraceRequests, Tracing
 from tokengate.gateway.upstream_factory import build_upstreams, http_client
@@ -42,6 +43,7 @@ from tokengate.schema.types import SourceCapabilities, SourceType
 from tokengate.upstreams import ids
 from tokengate.upstreams.cursor_codec import CursorCodec
 from tokengate.upstreams.model import Provider
+from tokengate.upstreams.secret_lookup import lookup_kind
 from tokengate.upstreams.service import USER_OWNED_PROVIDERS, TokenService
 from tokengate.upstreams.store import SecretHasher, StoreSource, create_engine, load_key, migrate
 
@@ -184,7 +186,7 @@ def source_types(service: TokenService) -> dict[str, SourceType]:
             key=key,
             name=source.name,
             provider=source.provider,
-            capabilities=SourceCapabilities.of(source.capabilities),
+            capabilities=SourceCapabilities.of(source.capabilities, lookup_kind(source)),
             source=source,
         )
         for key, source in service.sources.items()
@@ -267,6 +269,10 @@ def create_app(
             # others' cursors, and a restart keeps them.
             cursors=CursorCodec.from_server_key(server_key),
             on_call=metrics.upstream_call if metrics else None,
+            secret_lookup_limiter=TokenBuckets(
+                config.limits.secret_lookups_per_minute / 60.0,
+                config.limits.secret_lookups_per_minute,
+            ).check,
         )
         if metrics is not None:
             metrics.watch_sources(service.sources)

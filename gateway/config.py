@@ -32,6 +32,7 @@ SHUTDOWN_DELAY_ENV = "TOKENGATE_SHUTDOWN_DELAY_S"
 # by default): a typo, not a choice.
 MAX_SHUTDOWN_DELAY_S = 300.0
 LIMITS_STORAGE_URL_ENV = "TOKENGATE_LIMITS_STORAGE_URL"
+LOOKUP_RATE_ENV = "TOKENGATE_SECRET_LOOKUPS_PER_MINUTE"
 DEFAULT_STORE_URL = "sqlite:///./tokengate.db"
 
 
@@ -120,6 +121,8 @@ class LimitsConfig:
     max_lineage_tokens: int = 100
     # redis://host:port/db: rate-limit buckets shared by every replica (None: in process).
     storage_url: str | None = None
+    # tokensBySecret calls per caller per minute (its own bucket, per process).
+    secret_lookups_per_minute: int = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +225,7 @@ _SECTION_KEYS: dict[str, set[str]] = {
         "burst",
         "max_lineage_tokens",
         "storage_url",
+        "secret_lookups_per_minute",
     },
 }
 _JWT_KEYS = frozenset(
@@ -307,6 +311,11 @@ def load(
             storage_url=_check_limits_storage_url(
                 env[LIMITS_STORAGE_URL_ENV], LIMITS_STORAGE_URL_ENV, credentials_allowed=True
             ),
+        )
+    if env.get(LOOKUP_RATE_ENV):
+        limits = _replace_limits(
+            limits,
+            secret_lookups_per_minute=_positive_int_env(env[LOOKUP_RATE_ENV], LOOKUP_RATE_ENV),
         )
     if env.get(STORE_URL_ENV):
         store = _replace_store(store, url=_check_store_url(env[STORE_URL_ENV], STORE_URL_ENV))
@@ -454,6 +463,7 @@ def _from_file(path: Path, env: Mapping[str, str]) -> Config:
         burst=_positive(limits_raw, "burst", 60, loc),
         max_lineage_tokens=_positive(limits_raw, "max_lineage_tokens", 100, loc),
         storage_url=_storage_url(limits_raw, loc),
+        secret_lookups_per_minute=_positive(limits_raw, "secret_lookups_per_minute", 10, loc),
     )
     sources_raw = raw.get("sources", [])
     if not isinstance(sources_raw, list):
@@ -469,6 +479,13 @@ def _from_file(path: Path, env: Mapping[str, str]) -> Config:
         seen.add(s.key)
     auth = _auth(raw.get("auth", {}), loc)
     return Config(server=server, store=store, limits=limits, sources=sources, path=path, auth=auth)
+
+
+def _positive_int_env(value: str, name: str) -> int:
+    text = value.strip()
+    if not text.isascii() or not text.isdigit() or int(text) < 1:
+        raise ConfigError(f"{name} must be a positive integer")
+    return int(text)
 
 
 def _auth(raw: Any, loc: _Locator) -> AuthConfig:

@@ -21,9 +21,14 @@ class AuditEvent:
     actor_token_id: strawberry.ID | None = strawberry.field(
         description="Global ID of the internal token that made the call."
     )
-    action: str = strawberry.field(description="create, update or revoke.")
+    action: str = strawberry.field(
+        description="create, update, revoke, or lookup_secret (a tokensBySecret call)."
+    )
     target_id: str = strawberry.field(
-        description="Global ID of the token acted on (for a failed create: of the source)."
+        description=(
+            "Global ID of the token acted on (for a failed create: of the source; for "
+            "lookup_secret: the matched tokens' ids, space-separated, or -)."
+        )
     )
     source: str
     outcome: str = strawberry.field(description="ok, or the error code the caller received.")

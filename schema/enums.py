@@ -7,12 +7,17 @@ import enum
 import strawberry
 
 from tokengate.upstreams.model import Direction, OrderField, OwnerKind, Provider, Status
+from tokengate.upstreams.secret_lookup import SecretLookup, SecretMatchKind
+from tokengate.upstreams.security_ops import SkipReason
 
 strawberry.enum(Provider, name="TokenProvider")
 strawberry.enum(Status, name="TokenStatus")
 strawberry.enum(OwnerKind, name="OwnerKind")
 strawberry.enum(OrderField, name="TokenOrderField")
 strawberry.enum(Direction, name="OrderDirection")
+strawberry.enum(SecretLookup, name="SecretLookup")
+strawberry.enum(SecretMatchKind, name="SecretMatchKind")
+strawberry.enum(SkipReason, name="RevocationSkipReason")
 
 
 @strawberry.enum

@@ -4,7 +4,8 @@ Depth, aliases and cost are those of the operation that would run; depth counts 
 fields and inline fragments. Cost (run-contract): a
 connection field costs its page size (``first``/``last``, default 20) times the number of
 sources it may reach; ``nodes`` costs the number of ids and ``_entities`` the number of
-representations; costs of nested selections multiply by their parent's. ``tokens`` is
+representations; ``revokeTokens`` its ``input.max`` (default 100); costs of nested
+selections multiply by their parent's. ``tokens`` is
 ``Query.tokens`` where its selection set is of type Query, else ``Viewer.tokens`` or
 ``User.tokens``, which reach only the sources whose tokens can belong to a user
 (``user_sources``). Selections bound the
@@ -45,6 +46,7 @@ from graphql import (
     InlineFragmentNode,
     IntValueNode,
     ListValueNode,
+    ObjectValueNode,
     OperationDefinitionNode,
     SelectionSetNode,
     VariableNode,
@@ -56,6 +58,9 @@ from tokengate.schema.parsing import refusal, selections_problem
 DEFAULT_PAGE = 20
 CONNECTION_FIELDS = frozenset({"tokens", "auditEvents"})
 LIST_FIELDS = {"nodes": "ids", "_entities": "representations"}
+# revokeTokens costs its input.max (the tokens it may revoke), default 100.
+BULK_FIELD = "revokeTokens"
+BULK_DEFAULT = 100
 # Counts above this are reported as "more than" it (exponential fragments reach 2^n).
 _SHOWN = 10**9
 # How often one response name may be selected in one selection set (fragments expanded):
@@ -124,7 +129,34 @@ def _field_cost(field: FieldNode, variables: Mapping[str, Any], sources: int) ->
         items = _arg(field, LIST_FIELDS[name], variables)
         count = len(items) if isinstance(items, list) else 1
         return count, max(count, 1)
+    if name == BULK_FIELD:
+        return _bulk_max(field, variables), 1
     return 0, 1
+
+
+def _bulk_max(field: FieldNode, variables: Mapping[str, Any]) -> int:
+    """``revokeTokens``' ``input.max`` (default 100): it costs the tokens it may revoke."""
+    for argument in field.arguments or ():
+        if argument.name.value != "input":
+            continue
+        value = argument.value
+        if isinstance(value, VariableNode):
+            given = variables.get(value.name.value)
+            found = given.get("max") if isinstance(given, dict) else None
+        elif isinstance(value, ObjectValueNode):
+            found = None
+            for item in value.fields:
+                if item.name.value == "max":
+                    raw = item.value
+                    if isinstance(raw, IntValueNode):
+                        found = int(raw.value)
+                    elif isinstance(raw, VariableNode):
+                        found = variables.get(raw.name.value)
+        else:
+            found = None
+        if isinstance(found, int) and not isinstance(found, bool) and found > 0:
+            return found
+    return BULK_DEFAULT
 
 
 def _inner(

@@ -13,6 +13,7 @@ from tokengate.schema.inputs import (
     to_create_spec,
     to_update_spec,
 )
+from tokengate.schema.security import RevokeTokensPayload, revoke_tokens
 from tokengate.schema.types import TokenType, token_type
 
 
@@ -84,3 +85,12 @@ class Mutation:
         return RevokeTokenPayload(
             revoked_token_id=strawberry.ID(revoked), client_mutation_id=input.client_mutation_id
         )
+
+    revoke_tokens: RevokeTokensPayload = strawberry.mutation(
+        resolver=revoke_tokens,
+        description=(
+            "Revoke every token a filter selects among those the caller may revoke (as "
+            "revokeToken decides), at most max per call, each at its source; a dry run by "
+            "default. Continue with the returned cursor."
+        ),
+    )

@@ -11,6 +11,7 @@ from tokengate.schema.audit import AuditEventConnection, audit_events
 from tokengate.schema.connection import token_connection
 from tokengate.schema.context import Context
 from tokengate.schema.inputs import TokenFilterInput, TokenOrderInput, to_filter, to_order
+from tokengate.schema.security import SecretMatch, tokens_by_secret
 from tokengate.schema.types import Node, SourceType, TokenConnection, TokenType
 from tokengate.schema.users import Viewer
 from tokengate.upstreams import errors
@@ -87,6 +88,15 @@ class Query:
     audit_events: AuditEventConnection = strawberry.field(
         resolver=audit_events,
         description="Every mutation attempt, newest first. Needs tokens:admin.",
+    )
+
+    tokens_by_secret: list[SecretMatch] = strawberry.field(
+        resolver=tokens_by_secret,
+        description=(
+            "The tokens behind a leaked secret, from every source that can tell (see "
+            "sources { capabilities { secretLookup } }). Unbound admins only; rate limited "
+            "per caller; audited without the secret. Pass the secret as a variable."
+        ),
     )
 
     @strawberry.field(description="The sources the caller may read.")

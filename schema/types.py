@@ -16,6 +16,7 @@ from tokengate.upstreams.model import (
     Status,
     Token,
 )
+from tokengate.upstreams.secret_lookup import SecretLookup
 
 
 @strawberry.interface(
@@ -36,6 +37,13 @@ class SourceCapabilities:
     can_create: bool
     can_update: bool
     can_revoke: bool
+    secret_lookup: SecretLookup = strawberry.field(
+        description=(
+            "What tokensBySecret can do here: EXACT (the whole secret is compared), HINT "
+            "(only a redacted prefix: several tokens may match) or NONE (the source never "
+            "shows its secrets, e.g. the OAuth-style server)."
+        )
+    )
     native_sort_fields: list[OrderField] = strawberry.field(
         description="Sort fields this source orders natively; others are ordered by the gateway."
     )
@@ -47,11 +55,14 @@ class SourceCapabilities:
     )
 
     @classmethod
-    def of(cls, caps: Capabilities) -> SourceCapabilities:
+    def of(
+        cls, caps: Capabilities, secret_lookup: SecretLookup = SecretLookup.NONE
+    ) -> SourceCapabilities:
         return cls(
             can_create=caps.can_create,
             can_update=caps.can_update,
             can_revoke=caps.can_revoke,
+            secret_lookup=secret_lookup,
             native_sort_fields=sorted(caps.native_sort_fields, key=list(OrderField).index),
             can_count=caps.can_count,
             needs_user_filter=caps.needs_user_filter,

@@ -39,6 +39,13 @@ from tokengate.upstreams.model import (
     Token,
     UpdateSpec,
 )
+from tokengate.upstreams.secret_lookup import (
+    OwnCredentialAware,
+    SecretLookup,
+    SecretSearch,
+    SecretSearchable,
+    lookup_kind,
+)
 
 log = logging.getLogger("tokengate.resilience")
 T = TypeVar("T")
@@ -221,6 +228,24 @@ class ResilientSource:
 
     async def aclose(self) -> None:
         await self.inner.aclose()
+
+    @property
+    def secret_lookup(self) -> SecretLookup:
+        return lookup_kind(self.inner)
+
+    async def find_secret(self, secret: str, *, max_pages: int) -> SecretSearch:
+        inner = self.inner
+        if not isinstance(inner, SecretSearchable):
+            raise errors.Unsupported(f"source {self.key!r} cannot look up secrets")
+        return await self._run(
+            lambda: inner.find_secret(secret, max_pages=max_pages), idempotent=True
+        )
+
+    async def own_credentials(self, tokens: Sequence[Token]) -> set[str]:
+        inner = self.inner
+        if not isinstance(inner, OwnCredentialAware):
+            return set()
+        return await self._run(lambda: inner.own_credentials(tokens), idempotent=True)
 
     async def _run(self, call: Callable[[], Awaitable[T]], *, idempotent: bool) -> T:
         attempts = 1 + (self.policy.retries if idempotent else 0)

@@ -11,7 +11,7 @@ import contextlib
 import logging
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
@@ -77,8 +77,11 @@ class TokenService:
         default_timeout_s: float = 10.0,
         cursors: CursorCodec | None = None,
         on_call: call_outcomes.CallListener | None = None,
+        secret_lookup_limiter: Callable[[str], Awaitable[float | None]] | None = None,
     ) -> None:
         self.store = store
+        # tokensBySecret's own rate limit, per caller (None: unlimited; see security_ops).
+        self.secret_lookup_limiter = secret_lookup_limiter
         # Told every source call's outcome (the gateway's metrics); failures are logged anyway.
         self.on_call = on_call
         # Signs every cursor handed out; without one, cursors hold in this process only.

@@ -27,9 +27,10 @@ from typing import Unpack
 
 import httpx
 
-from tokengate.upstreams import errors, ordering
+from tokengate.upstreams import errors, hints, ordering
 from tokengate.upstreams.amper.normalise import (
     MEDIA_TYPE,
+    MIN_PREFIX_FOR_SELF_CHECK,
     SchemaViolation,
     create_document,
     is_own_credential,
@@ -37,6 +38,7 @@ from tokengate.upstreams.amper.normalise import (
     parse_created,
     parse_list,
     parse_single,
+    redacted_prefix,
     redacted_snippet,
 )
 from tokengate.upstreams.amper.rows import (
@@ -64,12 +66,20 @@ from tokengate.upstreams.model import (
     UpdateSpec,
 )
 from tokengate.upstreams.paged_walk import OrderBroken
+from tokengate.upstreams.secret_lookup import (
+    SecretFound,
+    SecretLookup,
+    SecretMatchKind,
+    SecretSearch,
+)
 
 _API = "/v1/access_tokens"
 MAX_NAME_LENGTH = 255
 _MAX_CONCURRENT_GETS = 16
 # The full read's order: the most stable while reading (new tokens append at its end).
 _FULL_READ_SORT = "date_create"
+# A secret search reads the whole list in pages of the API's largest size.
+_SEARCH_PAGE = 100
 _PAGE_SIZE_PARAMS = frozenset({"length", "limit"})
 # Orders walked over Amper's own sort; the others are read whole (see the module docstring).
 _SEEKABLE = frozenset({OrderField.CREATED_AT, OrderField.LAST_USED_AT})
@@ -119,6 +129,7 @@ class AmperSource(HttpSource):
 
     provider = Provider.AMPER
     capabilities = _CAPABILITIES
+    secret_lookup = SecretLookup.HINT
 
     def __init__(
         self, *, api_token: str, page_size_param: str = "length", **upstream: Unpack[Upstream]
@@ -174,6 +185,11 @@ class AmperSource(HttpSource):
 
     async def fetch_rows(self, sort: str, offset: int, length: int) -> tuple[list[Token], bool]:
         """One list request: (tokens from ``offset``, whether the list ends after them)."""
+        tokens, ends, _payload = await self._fetch(sort, offset, length)
+        return tokens, ends
+
+    async def _fetch(self, sort: str, offset: int, length: int) -> tuple[list[Token], bool, object]:
+        """``fetch_rows``, and the list document as Amper sent it."""
         if offset > MAX_OFFSET:
             raise errors.BadUpstreamResponse(
                 self._key,
@@ -184,25 +200,24 @@ class AmperSource(HttpSource):
         response = await self._http.send("GET", f"{self._base}{_API}", params=params)
         if response.status_code != 200:
             raise self._http.unexpected(response)
+        payload = self._http.json(response)
         try:
-            document = parse_list(
-                self._http.json(response), source=self._key, now=datetime.now(UTC)
-            )
+            document = parse_list(payload, source=self._key, now=datetime.now(UTC))
         except SchemaViolation as exc:
             raise errors.BadUpstreamResponse(
                 self._key, f"{self._name} sent a malformed token list: {exc}"
             ) from None
         count = len(document.tokens)
         if count == 0:
-            return [], True
+            return [], True, payload
         # links.next counts only when it points back at this API; a foreign or missing link
         # is ignored and a short page marks the end. The link is not followed literally: it
         # drops the page size (seed), and offsets are computed here to match the hints.
         if document.next_known and (
             document.next_link is None or _points_at(self._base, document.next_link)
         ):
-            return list(document.tokens), document.next_link is None
-        return list(document.tokens), count < length
+            return list(document.tokens), document.next_link is None, payload
+        return list(document.tokens), count < length, payload
 
     # -- single tokens -------------------------------------------------------------------
 
@@ -318,10 +333,62 @@ class AmperSource(HttpSource):
     async def aclose(self) -> None:
         return None
 
+    # -- secrets -------------------------------------------------------------------------
+
+    async def find_secret(self, secret: str, *, max_pages: int) -> SecretSearch:
+        """Tokens whose redacted snippet (``abcd1234***``: Amper never returns more) begins
+        ``secret``: ``HINT`` matches, several possible. The whole list is read (Amper's API
+        lists at most 1,100 tokens in 11 pages, whatever ``max_pages``); snippets shorter
+        than 4 characters match nothing."""
+        found: list[SecretFound] = []
+        seen: set[str] = set()
+        offset = 0
+        while True:
+            tokens, ends, payload = await self._fetch(_FULL_READ_SORT, offset, _SEARCH_PAGE)
+            snippets = _snippets(payload)
+            for token in tokens:
+                prefix = redacted_prefix(snippets.get(token.local_id))
+                if (
+                    token.local_id not in seen
+                    and prefix is not None
+                    and len(prefix) >= MIN_PREFIX_FOR_SELF_CHECK
+                    and secret.startswith(prefix)
+                ):
+                    seen.add(token.local_id)
+                    found.append(SecretFound(token, SecretMatchKind.HINT))
+            if ends or not tokens:
+                return SecretSearch(found)
+            offset += len(tokens)
+
+    async def own_credentials(self, tokens: Sequence[Token]) -> set[str]:
+        """The tokens whose redacted snippet begins the gateway's own API token: those whose
+        4-character hint does are read again for their whole snippet (as ``revoke`` does)."""
+        own: set[str] = set()
+        for token in tokens:
+            hint = (token.secret_hint or "").removesuffix(hints.MARK)
+            if len(hint) < MIN_PREFIX_FOR_SELF_CHECK or not self._api_token.startswith(hint):
+                continue
+            found = await self._get(token.local_id)
+            if found is not None and is_own_credential(found[2], self._api_token):
+                own.add(token.local_id)
+        return own
+
     # -- URLs ----------------------------------------------------------------------------
 
     def _token_url(self, local_id: str) -> str:
         return f"{self._base}{_API}/{path_segment(local_id)}"
+
+
+def _snippets(payload: object) -> dict[str, str]:
+    """id -> ``access_token_redacted`` of a list document ``parse_list`` accepted."""
+    data = payload.get("data") if isinstance(payload, dict) else None
+    out: dict[str, str] = {}
+    for item in data if isinstance(data, list) else []:
+        attributes = item.get("attributes") if isinstance(item, dict) else None
+        snippet = attributes.get("access_token_redacted") if isinstance(attributes, dict) else None
+        if isinstance(snippet, str) and isinstance(item.get("id"), str):
+            out[item["id"]] = snippet
+    return out
 
 
 def _can_match(flt: TokenFilter) -> bool:

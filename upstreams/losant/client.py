@@ -81,12 +81,21 @@ from tokengate.upstreams.model import (
     UpdateSpec,
 )
 from tokengate.upstreams.paged_walk import OrderBroken
+from tokengate.upstreams.secret_lookup import (
+    SecretFound,
+    SecretLookup,
+    SecretMatchKind,
+    SecretSearch,
+    same_secret,
+)
 
 MAX_PER_PAGE = 1000
 # Tokens one application may be read for in one list_page call (the whole read for NAME,
 # or a walk behind a selective local filter); beyond it the source fails, never guesses.
 MAX_TOKENS_READ = 20_000
 MAX_CONCURRENT_GETS = 16
+# List pages per application read to find the gateway's own API token among listed ones.
+OWN_CREDENTIAL_PAGES = MAX_TOKENS_READ // 100
 _PUSHABLE_GLOB = re.compile(r"[0-9 ._*-]*[0-9 ._-][0-9 ._*-]*")
 _CAPABILITIES = Capabilities(
     can_create=True,
@@ -103,6 +112,7 @@ class LosantSource(HttpSource):
 
     provider = Provider.LOSANT
     capabilities = _CAPABILITIES
+    secret_lookup = SecretLookup.EXACT
 
     def __init__(
         self,
@@ -133,6 +143,7 @@ class LosantSource(HttpSource):
             **upstream,
         )
         self._apps = apps
+        self._api_token = api_token
         self._api = LosantApi(
             key=self._key, name=self._name, base=self._base, http=self._http, per_page=per_page
         )
@@ -301,6 +312,53 @@ class LosantSource(HttpSource):
 
     async def aclose(self) -> None:
         return None
+
+    # -- secrets ---------------------------------------------------------------------------
+
+    async def find_secret(self, secret: str, *, max_pages: int) -> SecretSearch:
+        """The tokens whose ``token`` field is ``secret``: every application's list read by
+        id, at most ``max_pages`` pages each, each item's secret compared in constant time
+        and dropped with its page."""
+        results = await gather([self._find_in_app(app, secret, max_pages) for app in self._apps])
+        found = [f for app_found, _ in results for f in app_found]
+        return SecretSearch(found, complete=all(complete for _, complete in results))
+
+    async def _find_in_app(
+        self, app: str, secret: str, max_pages: int
+    ) -> tuple[list[SecretFound], bool]:
+        found: list[SecretFound] = []
+        now = datetime.now(UTC)
+        for index in range(max_pages):
+            items, last = await self._api.raw_items(app, index)
+            for position, item in enumerate(items):
+                if isinstance(item, dict) and same_secret(secret, item.get("token")):
+                    try:
+                        token = normalise_token(
+                            item,
+                            source=self._key,
+                            application_id=app,
+                            now=now,
+                            where=f"item {position}",
+                        )
+                    except SchemaViolation as exc:
+                        raise self._api.malformed(exc) from None
+                    found.append(SecretFound(token, SecretMatchKind.EXACT))
+            if last:
+                return found, True
+        return found, False
+
+    async def own_credentials(self, tokens: Sequence[Token]) -> set[str]:
+        """The listed tokens that are the API token this source uses (found by its secret)."""
+        if not tokens:
+            return set()
+        search = await self.find_secret(self._api_token, max_pages=OWN_CREDENTIAL_PAGES)
+        if not search.complete:
+            raise errors.UpstreamUnavailable(
+                self._key,
+                f"{self._name} holds too many tokens to tell the gateway's own API token "
+                "apart: revoke these tokens one by one",
+            )
+        return {f.token.local_id for f in search.found}
 
     def _app_for_create(self, application_id: str | None) -> str:
         if application_id is None:

@@ -103,6 +103,33 @@ class LosantApi:
         call.pages[cache_key] = page
         return page
 
+    async def raw_items(self, app: str, index: int) -> tuple[list[object], bool]:
+        """Page ``index`` of ``app``'s list by id, as Losant sent its items (secrets
+        included: the caller compares and drops them), and whether it is the last page.
+        Nothing is cached."""
+        params = {
+            "page": str(index),
+            "perPage": str(self.per_page),
+            "sortField": "id",
+            "sortDirection": "asc",
+        }
+        response = await self._http.send("GET", self.collection_url(app), params=params)
+        if response.status_code == 404:
+            raise self.missing_application(app)
+        if response.status_code != 200:
+            raise self._http.unexpected(response)
+        payload = self._http.json(response)
+        items = payload.get("items") if isinstance(payload, dict) else None
+        if not isinstance(items, list) or len(items) > self.per_page:
+            raise errors.BadUpstreamResponse(
+                self.key, f"{self.name} sent a malformed body: the list has no 'items' array"
+            )
+        total = payload.get("totalCount") if isinstance(payload, dict) else None
+        last = len(items) < self.per_page or (
+            isinstance(total, int) and index * self.per_page + len(items) >= total
+        )
+        return items, last
+
     def is_last(self, page: TokenPage, index: int) -> bool:
         if len(page.tokens) < self.per_page:
             return True

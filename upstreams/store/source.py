@@ -21,6 +21,12 @@ from tokengate.upstreams.model import (
     UpdateSpec,
 )
 from tokengate.upstreams.principal import Principal
+from tokengate.upstreams.secret_lookup import (
+    SecretFound,
+    SecretLookup,
+    SecretMatchKind,
+    SecretSearch,
+)
 from tokengate.upstreams.store import bootstrap, credentials, failures
 from tokengate.upstreams.store.audit import AuditEvent, AuditLog
 from tokengate.upstreams.store.authentication import Authenticator, Refusal
@@ -61,6 +67,7 @@ class StoreSource:
 
     key = INTERNAL_KEY
     provider = Provider.INTERNAL
+    secret_lookup = SecretLookup.EXACT
 
     @property
     def name(self) -> str:
@@ -114,6 +121,12 @@ class StoreSource:
 
     async def aclose(self) -> None:
         await self._engine.dispose()
+
+    async def find_secret(self, secret: str, *, max_pages: int) -> SecretSearch:
+        """The token with this secret (by its HMAC: one indexed read, no pages)."""
+        token = await self._tokens.find_by_secret(secret)
+        found = [SecretFound(token, SecretMatchKind.EXACT)] if token is not None else []
+        return SecretSearch(found)
 
     # -- callers -------------------------------------------------------------------------
 

@@ -125,6 +125,21 @@ class TokenStore:
                 )
         return {r["id"]: rows.token(r, now) for r in found}
 
+    async def find_by_secret(self, secret: str) -> Token | None:
+        """The token whose secret is ``secret``, whatever its status: looked up by its HMAC
+        (the store keeps nothing else of it)."""
+        digest = self._hasher.digest(secret)
+        with failures.reading:
+            async with self._engine.connect() as conn:
+                row = (
+                    (await conn.execute(sa.select(tokens).where(tokens.c.secret_hash == digest)))
+                    .mappings()
+                    .first()
+                )
+        if row is None or not self._hasher.verify(secret, row["secret_hash"]):
+            return None
+        return rows.token(row, rows.now())
+
     async def get(self, local_id: str) -> Token:
         found = await self.get_many([local_id])
         if local_id not in found:
