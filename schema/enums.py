@@ -6,13 +6,21 @@ import enum
 
 import strawberry
 
-from tokengate.upstreams.model import Direction, OrderField, OwnerKind, Provider, Status
+from tokengate.upstreams.model import (
+    Direction,
+    FilterField,
+    OrderField,
+    OwnerKind,
+    Provider,
+    Status,
+)
 
 strawberry.enum(Provider, name="TokenProvider")
 strawberry.enum(Status, name="TokenStatus")
 strawberry.enum(OwnerKind, name="OwnerKind")
 strawberry.enum(OrderField, name="TokenOrderField")
 strawberry.enum(Direction, name="OrderDirection")
+strawberry.enum(FilterField, name="TokenFilterField")
 
 
 @strawberry.enum
@@ -23,6 +31,7 @@ class SourceFailureReason(enum.Enum):
     RATE_LIMITED = "RATE_LIMITED"
     BAD_RESPONSE = "BAD_RESPONSE"
     NEEDS_FILTER = "NEEDS_FILTER"
+    FILTER_UNSUPPORTED = "FILTER_UNSUPPORTED"
 
 
 @strawberry.enum

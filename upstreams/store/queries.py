@@ -60,7 +60,31 @@ def filter_clause(flt: TokenFilter, now_us: int) -> sa.ColumnElement[bool] | Non
         clauses.append(tokens.c.created_at > to_us(flt.created_after))
     if flt.created_before is not None:
         clauses.append(tokens.c.created_at < to_us(flt.created_before))
+    clauses.extend(use_and_expiry_clauses(flt))
     return sa.and_(*clauses)
+
+
+def use_and_expiry_clauses(flt: TokenFilter) -> list[sa.ColumnElement[bool]]:
+    """``ordering.matches``' use and expiry filters in SQL (the same meaning, on the
+    indexed ``expires_at`` and ``last_used_at``)."""
+    clauses: list[sa.ColumnElement[bool]] = []
+    if flt.expires_before is not None:
+        clauses.append(tokens.c.expires_at < to_us(flt.expires_before))
+    if flt.expires_after is not None:
+        clauses.append(tokens.c.expires_at > to_us(flt.expires_after))
+    if flt.never_used is True:
+        clauses.append(tokens.c.last_used_at.is_(None))
+    elif flt.never_used is False:
+        clauses.append(tokens.c.last_used_at.is_not(None))
+    if flt.last_used_before is not None:
+        bound = to_us(flt.last_used_before)
+        used = tokens.c.last_used_at < bound
+        if flt.never_used is False:
+            clauses.append(used)
+        else:
+            unused = sa.and_(tokens.c.last_used_at.is_(None), tokens.c.created_at < bound)
+            clauses.append(sa.or_(used, unused))
+    return clauses
 
 
 def within_clause(reach: Reach) -> sa.ColumnElement[bool]:
