@@ -296,6 +296,7 @@ def create_app(
             replicas.limiter,
             metrics=metrics,
             jwt=jwt,
+            rate_limited_status=429,
         )
         state["runtime"] = Runtime(store=store, service=service, replicas=replicas)
         if drain_on_sigterm:

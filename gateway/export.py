@@ -15,7 +15,7 @@ import csv
 import io
 import logging
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -29,7 +29,7 @@ from starlette.types import Receive, Scope, Send
 from tokengate.schema.inputs import TokenFilterInput, to_filter
 from tokengate.upstreams import errors, ids
 from tokengate.upstreams.export import ExportSummary, export_pages, export_sources
-from tokengate.upstreams.model import Token, TokenFilter
+from tokengate.upstreams.model import Capabilities, Token, TokenFilter
 from tokengate.upstreams.principal import ADMIN, Principal
 from tokengate.upstreams.service import TokenService
 
@@ -60,8 +60,10 @@ COLUMNS = (
     "authMethod",
     "createdAt",
     "lastUsedAt",
+    "lastUseRecorded",
     "updatedAt",
     "expiresAt",
+    "expiryReported",
     "secretHint",
 )
 # Spreadsheets run a cell that starts with one of these as a formula ("CSV injection"):
@@ -73,8 +75,10 @@ def _date(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value is not None else None
 
 
-def token_record(token: Token) -> dict[str, Any]:
-    """The normalised fields of ``token``, named as in GraphQL (``id`` is its global id)."""
+def token_record(token: Token, caps: Capabilities) -> dict[str, Any]:
+    """The normalised fields of ``token``, named as in GraphQL (``id`` is its global id),
+    and whether its source records use and reports expiry (``caps``): an empty
+    ``lastUsedAt`` of a source that records no use is unknown, not "never used"."""
     owner = token.owner
     return {
         "id": ids.token_id(token.source, token.local_id),
@@ -92,8 +96,10 @@ def token_record(token: Token) -> dict[str, Any]:
         "authMethod": token.auth_method,
         "createdAt": _date(token.created_at),
         "lastUsedAt": _date(token.last_used_at),
+        "lastUseRecorded": caps.reports_last_used,
         "updatedAt": _date(token.updated_at),
         "expiresAt": _date(token.expires_at),
+        "expiryReported": caps.reports_expiry,
         "secretHint": token.secret_hint,
     }
 
@@ -101,6 +107,8 @@ def token_record(token: Token) -> dict[str, Any]:
 def _cell(value: Any) -> str:
     if value is None:
         return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
     text = " ".join(value) if isinstance(value, list) else str(value)
     return "'" + text if text.startswith(_FORMULA_STARTS) else text
 
@@ -128,8 +136,9 @@ class CsvFormat:
     def header(self) -> bytes:
         return self._rows([list(COLUMNS)])
 
-    def page(self, tokens: list[Token]) -> bytes:
-        return self._rows([[_cell(token_record(t)[c]) for c in COLUMNS] for t in tokens])
+    def page(self, tokens: list[Token], caps: Mapping[str, Capabilities]) -> bytes:
+        records = (token_record(t, caps[t.source]) for t in tokens)
+        return self._rows([[_cell(r[c]) for c in COLUMNS] for r in records])
 
     def end(self, summary: ExportSummary) -> bytes:
         return (CSV_TRAILER_PREFIX + orjson.dumps(trailer(summary)).decode() + "\r\n").encode()
@@ -147,8 +156,8 @@ class JsonLinesFormat:
     def header(self) -> bytes:
         return b""
 
-    def page(self, tokens: list[Token]) -> bytes:
-        return b"".join(orjson.dumps(token_record(t)) + b"\n" for t in tokens)
+    def page(self, tokens: list[Token], caps: Mapping[str, Capabilities]) -> bytes:
+        return b"".join(orjson.dumps(token_record(t, caps[t.source])) + b"\n" for t in tokens)
 
     def end(self, summary: ExportSummary) -> bytes:
         return orjson.dumps(trailer(summary)) + b"\n"
@@ -316,10 +325,11 @@ class ExportEndpoint:
             head = fmt.header()
             if head:
                 yield head
+            caps = {key: source.capabilities for key, source in self.service.sources.items()}
             async for page in export_pages(
                 self.service, principal, flt, summary, deadline_s=self.timeout_s
             ):
-                yield fmt.page(page)
+                yield fmt.page(page, caps)
             yield fmt.end(summary)
         finally:
             log.info(

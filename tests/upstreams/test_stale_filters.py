@@ -38,6 +38,8 @@ ALL = ["ACTIVE", "INACTIVE", "EXPIRED", "REVOKED"]
 FILTERS: dict[str, dict[str, Any]] = {
     "idle-since-mid-amper": {"lastUsedBefore": "2019-06-01T00:00:00Z"},
     "idle-since-mid-store": {"lastUsedBefore": "2025-01-08T00:00:00Z"},
+    # Splits the store's never-used tokens by creation too (made over 25 hours from 01-01).
+    "idle-since-early-store": {"lastUsedBefore": "2025-01-01T12:00:00Z"},
     "never-used": {"neverUsed": True},
     "used-but-idle": {"neverUsed": False, "lastUsedBefore": "2025-01-05T00:00:00+02:00"},
     "expires-before-mid": {"expiresBefore": "2099-01-05T00:00:00Z"},
@@ -56,6 +58,7 @@ ORDERS = [
 ]
 # The quick loop's share of the matrix; the whole of it is marked slow.
 QUICK = {
+    ("idle-since-early-store", ("CREATED_AT", "ASC")),
     ("idle-since-mid-amper", ("LAST_USED_AT", "ASC")),
     ("expires-window", ("EXPIRES_AT", "DESC")),
     ("used-but-idle", ("CREATED_AT", "ASC")),
@@ -189,6 +192,7 @@ def test_every_source_has_matches_in_the_matrix(gw: Gateway) -> None:
     split = {
         "idle-since-mid-amper": ["amper"],
         "idle-since-mid-store": ["internal"],
+        "idle-since-early-store": ["internal"],
         "never-used": ["internal", "amper"],
         "used-but-idle": ["internal"],
         "expires-before-mid": ["internal"],
@@ -201,6 +205,10 @@ def test_every_source_has_matches_in_the_matrix(gw: Gateway) -> None:
             mine = [n for n in everything if n["source"] == key]
             matching = [n for n in mine if reference(n, FILTERS[name])]
             assert 0 < len(matching) < len(mine), (name, key)
+    # Never-used store tokens on both sides of the early bound.
+    never = [n for n in everything if n["source"] == "internal" and n["lastUsedAt"] is None]
+    early = FILTERS["idle-since-early-store"]
+    assert 0 < sum(reference(n, early) for n in never) < len(never)
 
 
 def test_sources_that_do_not_report_a_date_are_named_not_read(
