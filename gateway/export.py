@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from graphql import GraphQLInputObjectType, Undefined
+from graphql import GraphQLError, GraphQLInputObjectType, Undefined
 from graphql.utilities import coerce_input_value, validate_input_value
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -221,17 +221,20 @@ class FilterParser:
         if not isinstance(raw, dict):
             raise errors.InvalidInput("filter must be a JSON object", argument="filter")
         problems: list[str] = []
-        validate_input_value(
-            raw,
-            self._type,
-            lambda error, _path: problems.append(error.message),
-            hide_suggestions=True,
-        )
+
+        def refused(error: GraphQLError, path: Any) -> None:
+            # Named by where it is, never by the caller's value (not echoed back).
+            where = ".".join(str(p) for p in path) if path else ""
+            if where:
+                problems.append(f"filter.{where} is not a valid value of its type")
+            else:
+                problems.append("filter: " + error.message.split(", found:")[0])
+
+        validate_input_value(raw, self._type, refused, hide_suggestions=True)
         coerced = coerce_input_value(raw, self._type) if not problems else Undefined
         if problems or not isinstance(coerced, dict):
-            # The caller's own value is not echoed back.
-            detail = problems[0].split(", found:")[0] if problems else "not a TokenFilter"
-            raise errors.InvalidInput(f"filter: {detail}", argument="filter")
+            detail = problems[0] if problems else "filter is not a TokenFilter"
+            raise errors.InvalidInput(detail, argument="filter")
         kwargs = {self._names[k]: v for k, v in coerced.items() if k in self._names}
         return to_filter(TokenFilterInput(**kwargs))
 
@@ -311,25 +314,41 @@ class ExportEndpoint:
                 {"Retry-After": "5"},
             )
         await self._slots.acquire()
+        summary = ExportSummary()
+        pages = export_pages(self.service, principal, flt, summary, deadline_s=self.timeout_s)
+        try:
+            # The first page before the answer starts: whatever the service refuses in the
+            # filter (another user's userId...) is still an HTTP status, not a cut stream.
+            first = await anext(pages, None)
+        except errors.TokengateError as exc:
+            self._slots.release()
+            status = 403 if isinstance(exc, errors.Forbidden) else 400
+            return _error(status, exc.code, exc.message)
+        except BaseException:
+            self._slots.release()
+            raise
         return StreamingResponse(
-            self._body(principal, flt, fmt),
+            self._body(fmt, first, pages, summary),
             media_type=fmt.media_type,
             headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"},
         )
 
     async def _body(
-        self, principal: Principal, flt: TokenFilter, fmt: Format
+        self,
+        fmt: Format,
+        first: list[Token] | None,
+        pages: AsyncIterator[list[Token]],
+        summary: ExportSummary,
     ) -> AsyncIterator[bytes]:
-        summary = ExportSummary()
         try:
             head = fmt.header()
             if head:
                 yield head
             caps = {key: source.capabilities for key, source in self.service.sources.items()}
-            async for page in export_pages(
-                self.service, principal, flt, summary, deadline_s=self.timeout_s
-            ):
-                yield fmt.page(page, caps)
+            if first is not None:
+                yield fmt.page(first, caps)
+                async for page in pages:
+                    yield fmt.page(page, caps)
             yield fmt.end(summary)
         finally:
             log.info(
