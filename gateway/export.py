@@ -26,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from tokengate.gateway.config import ConfigError
 from tokengate.schema.inputs import TokenFilterInput, to_filter
 from tokengate.upstreams import errors, ids
 from tokengate.upstreams.export import ExportSummary, export_pages, export_sources
@@ -251,9 +252,9 @@ def timeout_from_env() -> float:
     try:
         value = float(raw)
     except ValueError:
-        raise ValueError(f"{TIMEOUT_ENV} must be a number of seconds") from None
+        raise ConfigError(f"{TIMEOUT_ENV} must be a number of seconds") from None
     if not 1 <= value <= 86_400:
-        raise ValueError(f"{TIMEOUT_ENV} must be between 1 and 86400")
+        raise ConfigError(f"{TIMEOUT_ENV} must be between 1 and 86400")
     return value
 
 

@@ -132,7 +132,18 @@ async def export_pages(
                 exported += len(page)
                 summary.count += len(page)
                 yield page
-            if not result.page.has_next_page or not result.page.edges:
+            if not result.page.has_next_page:
+                break
+            if not page:  # "more" but nothing to resume from: never loop, never drop silently
+                summary.failures.append(
+                    ExportFailure(
+                        key,
+                        "BAD_RESPONSE",
+                        "the source said it had more tokens but listed none",
+                        exported,
+                        skipped=False,
+                    )
+                )
                 break
             after = result.page.edges[-1].cursor
 

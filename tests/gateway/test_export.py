@@ -380,3 +380,31 @@ def test_the_rate_limit_applies_with_429(tmp_path: Path, monkeypatch: pytest.Mon
         refused = httpx.get(f"{url}/export", headers=headers)
         assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1
         assert refused.json()["errors"][0]["extensions"]["code"] == "RATE_LIMITED"
+
+
+@pytest.mark.slow
+def test_the_whole_export_is_bounded_in_time(
+    sims: dict[str, Simulated], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past TOKENGATE_EXPORT_TIMEOUT_S the sources not read whole are TIMEOUT in the
+    trailer: the answer ends, says so, and the CLI would exit 1."""
+    monkeypatch.setenv("TOKENGATE_BOOTSTRAP_TOKEN", BOOTSTRAP)
+    monkeypatch.setenv("TOKENGATE_EXPORT_TIMEOUT_S", "1")
+    config = gateway_config(tmp_path, sources=tuple(s.source for s in sims.values()))
+    sims["amper"].state.control.latency_ms = 1200
+    with serve_in_thread(create_app(config)) as url:
+        gw = Env(Gateway(url=url, admin_secret=BOOTSTRAP, config=config), {}, sims)
+        records, trailer = jsonl(gw.export(JSONL_ACCEPT))
+    reasons = failures(trailer)
+    assert reasons["fleet"] == ("TIMEOUT", False)
+    assert not any(r["source"] == "fleet" for r in records)
+    assert any(r["source"] == "internal" for r in records)
+    assert trailer["complete"] is False
+
+
+def test_a_bad_export_timeout_stops_start_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TOKENGATE_EXPORT_TIMEOUT_S", "0")
+    with pytest.raises(ValueError, match="TOKENGATE_EXPORT_TIMEOUT_S"):
+        create_app(gateway_config(tmp_path))
