@@ -2,6 +2,7 @@
 the number of tokens exported?
 
     python benchmarks/export_memory.py [--sizes 10000,100000] [--rounds 2] [--format csv|jsonl]
+                                       [--ab REF]
 
 One ``tokengate serve`` process per size, each on its own SQLite store seeded with that
 many internal tokens (ties and nulls on every date, as the tests seed), all running at
@@ -10,6 +11,9 @@ each alike. Each export is read to the end over one connection (no gzip) while t
 resident set (``VmRSS`` in ``/proc/PID/status``) is sampled every 10 ms; printed per
 export: tokens, bytes, seconds, tokens/s, RSS before the export and its peak during it.
 Flat memory means the peak over the before-RSS does not grow with the size.
+
+``--ab REF``: for each size a second gateway from git ref REF (``git archive``) on the same
+store file; rounds alternate REF, this tree / this tree, REF, and print both.
 """
 
 from __future__ import annotations
@@ -86,18 +90,24 @@ async def _seed(url: str, count: int) -> None:
 
 
 @contextmanager
-def gateway(workdir: Path, count: int) -> Iterator[tuple[str, int]]:
-    """A served gateway over a store of ``count`` tokens: (URL, pid)."""
+def gateway(
+    workdir: Path, count: int, code: Path | None = None, label: str = "B"
+) -> Iterator[tuple[str, int]]:
+    """A served gateway over a store of ``count`` tokens (seeded by the first gateway of
+    that size), from the source tree ``code`` if given: (URL, pid)."""
     store = workdir / f"store-{count}.db"
-    asyncio.run(_seed(f"sqlite:///{store}", count))
+    if not store.exists():
+        asyncio.run(_seed(f"sqlite:///{store}", count))
     port = free_port()
-    config = workdir / f"gateway-{count}.toml"
+    config = workdir / f"gateway-{count}-{label}.toml"
     config.write_text(
         f'[server]\nhost = "127.0.0.1"\nport = {port}\nmetrics = false\n'
         f'[store]\nurl = "sqlite:///{store}"\nkey_file = "{workdir / "key"}"\n'
         "[limits]\nrate_per_s = 1000\nburst = 1000\n"
     )
     env = {**os.environ, "TOKENGATE_BOOTSTRAP_TOKEN": SECRET}
+    if code is not None:  # that tree imports itself as tokengate.* through its links
+        env["PYTHONPATH"] = str(code / ".typecheck")
     process = subprocess.Popen(
         [
             sys.executable,
@@ -110,6 +120,7 @@ def gateway(workdir: Path, count: int) -> Iterator[tuple[str, int]]:
             "warning",
         ],
         env=env,
+        cwd=code,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -183,22 +194,40 @@ def main() -> None:
     parser.add_argument("--sizes", default="10000,100000")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--format", choices=list(ACCEPT), default="csv")
+    parser.add_argument("--ab", metavar="REF", help="pair with a gateway from git ref REF")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     with tempfile.TemporaryDirectory(prefix="tokengate-export-bench-") as tmp, ExitStack() as stack:
-        servers = {n: stack.enter_context(gateway(Path(tmp), n)) for n in sizes}
+        work = Path(tmp)
+        trees: list[tuple[str, Path | None]] = [("B", None)]
+        if args.ab:
+            ref = work / "ref"
+            ref.mkdir()
+            root = Path(__file__).resolve().parents[1]
+            archive = subprocess.run(
+                ["git", "-C", str(root), "archive", args.ab], capture_output=True, check=True
+            ).stdout
+            subprocess.run(["tar", "-x", "-C", str(ref)], input=archive, check=True)
+            trees.insert(0, ("A", ref))
+            print(f"A = {args.ab}, B = this tree")
+        servers = {
+            (n, label): stack.enter_context(gateway(work, n, code, label))
+            for n in sizes
+            for label, code in trees
+        }
         print(f"load average before: {os.getloadavg()[0]:.2f}")
-        print("round  tokens    bytes        s  tokens/s  RSS before  RSS peak  peak-before")
+        print("round  tree  tokens    bytes        s  tokens/s  RSS before  RSS peak  peak-before")
         for round_ in range(args.rounds):
             for n in sizes:
-                url, pid = servers[n]
-                r = export_once(url, pid, args.format)
-                print(
-                    f"{round_:5}  {r['tokens']:6.0f}  {r['bytes']:9.0f}  {r['seconds']:7.2f}"
-                    f"  {r['tokens'] / r['seconds']:8.0f}  {r['before_mib']:8.1f} MiB"
-                    f"  {r['peak_mib']:6.1f} MiB  {r['peak_mib'] - r['before_mib']:7.1f} MiB",
-                    flush=True,
-                )
+                for label, _code in trees if round_ % 2 == 0 else trees[::-1]:
+                    url, pid = servers[(n, label)]
+                    r = export_once(url, pid, args.format)
+                    print(
+                        f"{round_:5}  {label:4}  {r['tokens']:6.0f}  {r['bytes']:9.0f}  {r['seconds']:7.2f}"
+                        f"  {r['tokens'] / r['seconds']:8.0f}  {r['before_mib']:8.1f} MiB"
+                        f"  {r['peak_mib']:6.1f} MiB  {r['peak_mib'] - r['before_mib']:7.1f} MiB",
+                        flush=True,
+                    )
         print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 

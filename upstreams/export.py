@@ -112,7 +112,7 @@ async def export_pages(
                 summary.failures.extend(_out_of_time(keys[index:], first_exported=exported))
                 return
             result = await service.list_tokens(
-                principal, scoped, order, PageArgs(first=page_size, after=after)
+                principal, scoped, order, PageArgs(first=page_size, after=after), count=False
             )
             mine = [f for f in result.failures if f.source == key]
             if mine:

@@ -194,6 +194,9 @@ class PageRequest:
     after: SortKey | None = None
     position: str | None = None
     backward: bool = False
+    # False: the caller will not show ``total_count`` (the export), so a source may skip
+    # counting (the store's count is a scan of every match, per page).
+    count: bool = True
 
     @property
     def walk_order(self) -> TokenOrder:

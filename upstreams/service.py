@@ -130,11 +130,19 @@ class TokenService:
     # -- listing -------------------------------------------------------------------------
 
     async def list_tokens(
-        self, principal: Principal, flt: TokenFilter, order: TokenOrder, args: PageArgs
+        self,
+        principal: Principal,
+        flt: TokenFilter,
+        order: TokenOrder,
+        args: PageArgs,
+        *,
+        count: bool = True,
     ) -> TokenList:
+        """``count`` False: ``total_count`` is not wanted (sources may skip counting)."""
         require(principal, READ)
         window = _page_window(args, order, self.cursors)
-        return await self._list(principal, self._bind_filter(principal, flt), order, window)
+        bound = self._bind_filter(principal, flt)
+        return await self._list(principal, bound, order, window, count=count)
 
     async def list_user_tokens(
         self,
@@ -186,6 +194,7 @@ class TokenService:
         window: tuple[int, bool, Cursor | None],
         *,
         user_owned_only: bool = False,
+        count: bool = True,
     ) -> TokenList:
         limit, backward, cursor = window
         failures: list[SourceFailure] = []
@@ -216,6 +225,7 @@ class TokenService:
                 after=cursor.key if cursor is not None else None,
                 position=positions_for(cursor, backward, source.key),
                 backward=backward,
+                count=count,
             )
             return await self._call(source, source.list_page(request))
 

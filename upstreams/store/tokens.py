@@ -90,7 +90,13 @@ class TokenStore:
             if ascending
             else [null_last.desc(), column.desc(), tokens.c.id.desc()]
         )
-        if request.after is None:
+        if not request.count:
+            page_q = sa.select(tokens).where(page_where).order_by(*order_by)
+            with failures.reading:
+                async with self._engine.connect() as conn:
+                    found = (await conn.execute(page_q.limit(request.limit + 1))).mappings().all()
+            total: int | None = None
+        elif request.after is None:
             # A first page: the rows and their count in one statement (the window counts
             # every row the filter matches, before LIMIT); no row means a count of 0.
             total_column = sa.func.count().over().label(TOTAL_COLUMN)
