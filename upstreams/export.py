@@ -17,7 +17,14 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 
 from tokengate.upstreams import errors
-from tokengate.upstreams.model import Direction, OrderField, Token, TokenFilter, TokenOrder
+from tokengate.upstreams.model import (
+    Direction,
+    OrderField,
+    Provider,
+    Token,
+    TokenFilter,
+    TokenOrder,
+)
 from tokengate.upstreams.principal import ADMIN, Principal
 from tokengate.upstreams.service import (
     MAX_PAGE_SIZE,
@@ -59,9 +66,12 @@ class ExportSummary:
         return any(not f.skipped for f in self.failures)
 
 
-def export_order(flt: TokenFilter) -> TokenOrder:
-    """The walk's order: the date the filter bounds, where the store and the upstreams
-    that sort by it stop at the bound; else creation, stable while tokens are added."""
+def export_order(flt: TokenFilter, provider: Provider) -> TokenOrder:
+    """A source's walk order: creation (stable while tokens are added, and the store's
+    index order, its filters being SQL anyway); for an upstream, the date the filter
+    bounds, where a walk over the upstream's own sort stops at the bound."""
+    if provider is Provider.INTERNAL:
+        return TokenOrder(OrderField.CREATED_AT, Direction.ASC)
     if flt.last_used_before is not None or flt.never_used is not None:
         return TokenOrder(OrderField.LAST_USED_AT, Direction.ASC)
     if flt.expires_before is not None or flt.expires_after is not None:
@@ -101,12 +111,12 @@ async def export_pages(
     is exhausted. Past ``deadline_s`` (monotonic seconds from the first call) the source
     being read and those not yet read are reported as ``TIMEOUT``."""
     keys = export_sources(service, principal, flt)
-    order = export_order(flt)
     ends_at = time.monotonic() + deadline_s
     for index, key in enumerate(keys):
         exported = 0
         after: str | None = None
         scoped = replace(flt, sources=frozenset({key}), providers=None)
+        order = export_order(flt, service.sources[key].provider)
         while True:
             if time.monotonic() >= ends_at:
                 summary.failures.extend(_out_of_time(keys[index:], first_exported=exported))

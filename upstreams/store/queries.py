@@ -14,6 +14,8 @@ from tokengate.upstreams.principal import ADMIN, Reach
 from tokengate.upstreams.store.rows import INTERNAL_KEY, to_us
 from tokengate.upstreams.store.tables import token_scopes, token_sources, tokens
 
+# Sort fields whose column is never null: their seek is a range on the (column, id) index.
+NOT_NULL_FIELDS = frozenset({OrderField.CREATED_AT, OrderField.NAME})
 SORT_COLUMNS = {
     OrderField.CREATED_AT: tokens.c.created_at,
     OrderField.LAST_USED_AT: tokens.c.last_used_at,
@@ -145,6 +147,12 @@ def seek_clause(
         )
     else:
         tie = tokens.c.id > after.local_id if ascending else tokens.c.id < after.local_id
+    if value is not None and field in NOT_NULL_FIELDS:
+        # The same rows as below (the column has no null), written as a range an index
+        # can start from: the or-clause alone makes the database scan from the first row.
+        if ascending:
+            return sa.and_(column >= value, sa.or_(column > value, sa.and_(column == value, tie)))
+        return sa.and_(column <= value, sa.or_(column < value, sa.and_(column == value, tie)))
     if ascending:
         if value is None:
             return sa.and_(column.is_(None), tie)
