@@ -15,7 +15,7 @@ import csv
 import io
 import logging
 import os
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -268,13 +268,11 @@ class ExportEndpoint:
         *,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         concurrency: int = DEFAULT_CONCURRENCY,
-        on_done: Callable[[ExportSummary], None] | None = None,
     ) -> None:
         self.service = service
         self.filters = FilterParser(schema)
         self.timeout_s = timeout_s
         self._slots = asyncio.Semaphore(concurrency)
-        self._on_done = on_done
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = await self._respond(Request(scope, receive))
@@ -357,8 +355,6 @@ class ExportEndpoint:
                 summary.count,
                 "complete" if summary.complete else f"{len(summary.failures)} source(s) left out",
             )
-        if self._on_done is not None:
-            self._on_done(summary)
 
 
 __all__ = [

@@ -408,3 +408,20 @@ def test_a_bad_export_timeout_stops_start_up(
     monkeypatch.setenv("TOKENGATE_EXPORT_TIMEOUT_S", "0")
     with pytest.raises(ValueError, match="TOKENGATE_EXPORT_TIMEOUT_S"):
         create_app(gateway_config(tmp_path))
+
+
+def test_an_answer_without_its_trailer_is_a_failure() -> None:
+    from tokengate.gateway.export_cli import exit_status, read_trailer
+
+    whole = b'{"id": "a"}\n{"complete": true, "count": 1, "failedSources": []}\n'
+    assert exit_status(read_trailer(whole, "jsonl")) == 0
+    cut = whole[:-20]
+    assert read_trailer(cut, "jsonl") is None and exit_status(None) == 1
+    assert read_trailer(b'{"id": "a"}\n', "jsonl") is None  # a token line is no trailer
+    rows = b"id,name\r\nx,y\r\n"
+    assert read_trailer(rows, "csv") is None
+    trailer = CSV_TRAILER_PREFIX.encode() + b'{"complete": false, "count": 1, "failedSources": '
+    skipped = trailer + b'[{"source": "idp", "skipped": true}]}\r\n'
+    failed = trailer + b'[{"source": "amper", "skipped": false}]}\r\n'
+    assert exit_status(read_trailer(rows + skipped, "csv")) == 3
+    assert exit_status(read_trailer(rows + failed, "csv")) == 1
