@@ -326,11 +326,29 @@ class ExportEndpoint:
         except BaseException:
             self._slots.release()
             raise
+        await self._audit(principal, request.query_params.get("filter"), flt)
         return StreamingResponse(
             self._body(fmt, first, pages, summary),
             media_type=fmt.media_type,
             headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"},
         )
+
+    async def _audit(self, principal: Principal, text: str | None, flt: TokenFilter) -> None:
+        """One audit record per export that starts (a read of everything is worth a trace
+        even if the client goes away); the filter as sent is its detail. Never fatal."""
+        sources = ",".join(sorted(flt.sources)) if flt.sources is not None else "*"
+        try:
+            await self.service.store.record_audit(
+                actor_token_id=principal.token_id or None,
+                actor_subject=principal.jwt_subject,
+                action="export",
+                target_id="inventory",
+                source=sources[:64],
+                outcome="ok",
+                detail=text,
+            )
+        except Exception:
+            log.exception("could not write the audit record of an export")
 
     async def _body(
         self,

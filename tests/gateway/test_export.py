@@ -425,3 +425,17 @@ def test_an_answer_without_its_trailer_is_a_failure() -> None:
     failed = trailer + b'[{"source": "amper", "skipped": false}]}\r\n'
     assert exit_status(read_trailer(rows + skipped, "csv")) == 3
     assert exit_status(read_trailer(rows + failed, "csv")) == 1
+
+
+def test_every_export_leaves_an_audit_record(env: Env) -> None:
+    query = "{ auditEvents(first: 5) { edges { node { action targetId source outcome } } } }"
+    jsonl(env.export(JSONL_ACCEPT, filter={"sources": ["amper", "internal"]}))
+    newest = env.gw.data(query)["auditEvents"]["edges"][0]["node"]
+    assert newest == {
+        "action": "export",
+        "targetId": "inventory",
+        "source": "amper,internal",
+        "outcome": "ok",
+    }
+    assert env.export(JSONL_ACCEPT, secret=env.secrets["reader"]).status_code == 403
+    assert env.gw.data(query)["auditEvents"]["edges"][0]["node"] == newest  # refused: none
