@@ -27,6 +27,7 @@ from tokengate.gateway.body_limit import BodyLimit
 from tokengate.gateway.compression import Gzip
 from tokengate.gateway.config import Config
 from tokengate.gateway.drain import CloseWhileDraining, Drain
+from tokengate.gateway.export import ExportEndpoint, timeout_from_env
 from tokengate.gateway.graphiql import ASSETS_PATH, GraphiQLPage
 from tokengate.gateway.jwt_auth import JwtAuthenticator
 from tokengate.gateway.logs import FIELDS, request_id_var
@@ -207,7 +208,8 @@ class _LazyGraphQL:
         await self.app(scope, receive, send)
 
 
-ROUTES = frozenset({"/graphql", "/healthz", "/readyz", "/metrics"})
+EXPORT_PATH = "/export"
+ROUTES = frozenset({"/graphql", "/healthz", "/readyz", "/metrics", EXPORT_PATH})
 
 
 def create_app(
@@ -239,6 +241,8 @@ def create_app(
         introspection=config.server.introspection,
     )
     graphql = _LazyGraphQL()
+    export = _LazyGraphQL()
+    export_timeout_s = timeout_from_env()
     state: dict[str, Runtime] = {}
     drain = Drain(config.server.shutdown_delay_s)
     metrics = Metrics() if config.server.metrics else None
@@ -291,6 +295,15 @@ def create_app(
         # [auth.jwt]: its key set is fetched at the first JWT a caller sends, not here.
         jwt = JwtAuthenticator(config.auth.jwt, client) if config.auth.jwt else None
         graphql.app = BearerAuth(view, store, replicas.limiter, metrics=metrics, jwt=jwt)
+        # The same authentication and rate limit as /graphql; one request per export.
+        export.app = BearerAuth(
+            ExportEndpoint(service, schema, timeout_s=export_timeout_s),
+            store,
+            replicas.limiter,
+            metrics=metrics,
+            jwt=jwt,
+            rate_limited_status=429,
+        )
         state["runtime"] = Runtime(store=store, service=service, replicas=replicas)
         if drain_on_sigterm:
             drain.install()
@@ -302,6 +315,7 @@ def create_app(
             yield
         finally:
             graphql.app = None
+            export.app = None
             if jwt is not None:
                 await jwt.aclose()
             await replicas.aclose()
@@ -357,6 +371,7 @@ def create_app(
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route(GRAPHQL_PATH, graphql, methods=["GET", "POST"]),
+        Route(EXPORT_PATH, export, methods=["GET"]),
     ]
     if metrics is not None:
         routes.append(Route("/metrics", metrics.endpoint, methods=["GET"]))

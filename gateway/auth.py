@@ -85,8 +85,11 @@ class BearerAuth:
         *,
         metrics: Metrics | None = None,
         jwt: JwtAuthenticator | None = None,
+        rate_limited_status: int = 200,
     ) -> None:
         self.app = app
+        # GraphQL refuses at HTTP 200 (the run contract); other routes may say 429.
+        self.rate_limited_status = rate_limited_status
         self.store = store
         self.limiter = limiter
         self.metrics = metrics
@@ -124,7 +127,7 @@ class BearerAuth:
                 request_facts.current().outcome = request_facts.REFUSED
                 if self.metrics is not None:
                     self.metrics.rate_limited.inc()
-                await _rate_limited(send, wait)
+                await _rate_limited(send, wait, self.rate_limited_status)
                 return
         scope.setdefault("state", {})["principal"] = principal
         await self.app(scope, receive, send)
@@ -149,13 +152,14 @@ async def _store_unavailable(send: Send, error: errors.UpstreamError) -> None:
     )
 
 
-async def _rate_limited(send: Send, wait_s: float) -> None:
-    """HTTP 200 (a GraphQL-level refusal, per the run contract) that executed nothing."""
+async def _rate_limited(send: Send, wait_s: float, status: int = 200) -> None:
+    """HTTP 200 (a GraphQL-level refusal, per the run contract; ``status`` elsewhere) that
+    executed nothing."""
     retry_after = max(1, math.ceil(wait_s))
     message = f"too many requests for this token: retry in {retry_after} s"
     await _refuse(
         send,
-        200,
+        status,
         {
             "data": None,
             "errors": [

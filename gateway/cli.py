@@ -1,5 +1,5 @@
-"""The ``tokengate`` command: serve (--demo), token create, export-schema, migrate, simulate,
-demo jwt, graphiql install."""
+"""The ``tokengate`` command: serve (--demo), token create, export-schema, export, migrate,
+simulate, demo jwt, graphiql install."""
 
 from __future__ import annotations
 
@@ -438,6 +438,10 @@ def parser() -> argparse.ArgumentParser:
 
     export = sub.add_parser("export-schema", help="print the SDL of the served schema")
     export.set_defaults(func=_export_schema)
+
+    from tokengate.gateway import export_cli
+
+    export_cli.add_parser(sub)
 
     mig = with_config(sub.add_parser("migrate", help="apply store migrations"))
     mig.set_defaults(func=_migrate)

@@ -6,7 +6,14 @@ import enum
 
 import strawberry
 
-from tokengate.upstreams.model import Direction, OrderField, OwnerKind, Provider, Status
+from tokengate.upstreams.model import (
+    Direction,
+    FilterField,
+    OrderField,
+    OwnerKind,
+    Provider,
+    Status,
+)
 from tokengate.upstreams.secret_lookup import SecretLookup, SecretMatchKind
 from tokengate.upstreams.security_ops import SkipReason
 
@@ -18,6 +25,7 @@ strawberry.enum(Direction, name="OrderDirection")
 strawberry.enum(SecretLookup, name="SecretLookup")
 strawberry.enum(SecretMatchKind, name="SecretMatchKind")
 strawberry.enum(SkipReason, name="RevocationSkipReason")
+strawberry.enum(FilterField, name="TokenFilterField")
 
 
 @strawberry.enum
@@ -28,6 +36,7 @@ class SourceFailureReason(enum.Enum):
     RATE_LIMITED = "RATE_LIMITED"
     BAD_RESPONSE = "BAD_RESPONSE"
     NEEDS_FILTER = "NEEDS_FILTER"
+    FILTER_UNSUPPORTED = "FILTER_UNSUPPORTED"
 
 
 @strawberry.enum

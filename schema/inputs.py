@@ -117,6 +117,29 @@ class TokenFilterInput:
     created_before: datetime | None = strawberry.field(
         default=None, description="Strictly before this instant."
     )
+    expires_before: datetime | None = strawberry.field(
+        default=None,
+        description="Expiry strictly before this instant; a token without expiry never matches.",
+    )
+    expires_after: datetime | None = strawberry.field(
+        default=None,
+        description="Expiry strictly after this instant; a token without expiry never matches.",
+    )
+    last_used_before: datetime | None = strawberry.field(
+        default=None,
+        description=(
+            "Not used since this instant: last used strictly before it, or never used and "
+            "created before it. Sources that do not record use are skipped and reported in "
+            "failedSources as FILTER_UNSUPPORTED."
+        ),
+    )
+    never_used: bool | None = strawberry.field(
+        default=None,
+        description=(
+            "true: no recorded use; false: a recorded use. Sources that do not record use "
+            "are skipped (FILTER_UNSUPPORTED), never counted as unused."
+        ),
+    )
 
 
 def aware(value: datetime | None, argument: str) -> datetime | None:
@@ -177,6 +200,10 @@ def to_filter(raw: TokenFilterInput | None) -> TokenFilter:
         application_id=_text(raw.application_id, "filter.applicationId", 64),
         created_after=after,
         created_before=before,
+        expires_before=aware(raw.expires_before, "filter.expiresBefore"),
+        expires_after=aware(raw.expires_after, "filter.expiresAfter"),
+        last_used_before=aware(raw.last_used_before, "filter.lastUsedBefore"),
+        never_used=raw.never_used,
     )
 
 

@@ -10,6 +10,7 @@ from tokengate.schema.enums import SourceFailureReason, SourceHealth
 from tokengate.upstreams import ids
 from tokengate.upstreams.model import (
     Capabilities,
+    FilterField,
     OrderField,
     OwnerKind,
     Provider,
@@ -53,6 +54,25 @@ class SourceCapabilities:
     needs_user_filter: bool = strawberry.field(
         description="Whether the source lists one user at a time (needs filter.userId)."
     )
+    reports_last_used: bool = strawberry.field(
+        description=(
+            "Whether the source records when a token was last used; without it, "
+            "lastUsedBefore and neverUsed skip the source (FILTER_UNSUPPORTED)."
+        )
+    )
+    reports_expiry: bool = strawberry.field(
+        description=(
+            "Whether the source reports expiry dates (or that its tokens never expire); "
+            "without it, expiresBefore and expiresAfter skip the source (FILTER_UNSUPPORTED)."
+        )
+    )
+    native_filters: list[FilterField] = strawberry.field(
+        description=(
+            "Use and expiry filters the source applies itself, or bounds by its own sort "
+            "when orderBy is that date; the others are computed by the gateway over what "
+            "the source lists."
+        )
+    )
 
     @classmethod
     def of(
@@ -66,6 +86,9 @@ class SourceCapabilities:
             native_sort_fields=sorted(caps.native_sort_fields, key=list(OrderField).index),
             can_count=caps.can_count,
             needs_user_filter=caps.needs_user_filter,
+            reports_last_used=caps.reports_last_used,
+            reports_expiry=caps.reports_expiry,
+            native_filters=sorted(caps.native_filters, key=list(FilterField).index),
         )
 
 

@@ -53,6 +53,15 @@ class OrderField(enum.StrEnum):
     EXPIRES_AT = "EXPIRES_AT"
 
 
+class FilterField(enum.StrEnum):
+    """The filters on a token's use and expiry, named as in ``TokenFilter`` (GraphQL)."""
+
+    EXPIRES_BEFORE = "EXPIRES_BEFORE"
+    EXPIRES_AFTER = "EXPIRES_AFTER"
+    LAST_USED_BEFORE = "LAST_USED_BEFORE"
+    NEVER_USED = "NEVER_USED"
+
+
 class Direction(enum.StrEnum):
     ASC = "ASC"
     DESC = "DESC"
@@ -144,6 +153,11 @@ class TokenFilter:
     application_id: str | None = None
     created_after: datetime | None = None
     created_before: datetime | None = None
+    # Stale and expiring (``upstreams.ordering.matches`` says exactly what each selects).
+    expires_before: datetime | None = None
+    expires_after: datetime | None = None
+    last_used_before: datetime | None = None
+    never_used: bool | None = None
     # Set by the gateway from the caller's binding, never from client input: only tokens
     # whose owner is this user (internal tokens: their subject).
     owner_user: str | None = None
@@ -180,6 +194,9 @@ class PageRequest:
     after: SortKey | None = None
     position: str | None = None
     backward: bool = False
+    # False: the caller will not show ``total_count`` (the export), so a source may skip
+    # counting (the store's count is a scan of every match, per page).
+    count: bool = True
 
     @property
     def walk_order(self) -> TokenOrder:
@@ -213,6 +230,14 @@ class Capabilities:
     can_count: bool = False
     # The OAuth-style server lists one user at a time: without filter.user_id it is skipped.
     needs_user_filter: bool = False
+    # Whether the source says when a token was last used / when it expires (a source that
+    # says "never", as Amper for expiry, reports it). A filter on what a source does not
+    # report skips it (``FILTER_UNSUPPORTED``) rather than reading its null as "never".
+    reports_last_used: bool = True
+    reports_expiry: bool = True
+    # The filters of ``FilterField`` the source applies itself (in SQL) or bounds by its
+    # own sort when the list is ordered by that date; the others are the gateway's.
+    native_filters: frozenset[FilterField] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)

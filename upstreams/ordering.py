@@ -126,7 +126,44 @@ def matches(token: Token, flt: TokenFilter) -> bool:
         token.owner is None or token.owner.kind != "USER" or token.owner.id != flt.owner_user
     ):
         return False
-    return _created_within(token.created_at, flt.created_after, flt.created_before)
+    if not _created_within(token.created_at, flt.created_after, flt.created_before):
+        return False
+    if (
+        flt.expires_before is None
+        and flt.expires_after is None
+        and flt.last_used_before is None
+        and flt.never_used is None
+    ):
+        return True
+    return _stale_or_expiring(token, flt)
+
+
+def _stale_or_expiring(token: Token, flt: TokenFilter) -> bool:
+    """The use and expiry filters, one meaning for every source and the store's SQL:
+
+    - ``expires_before``/``expires_after``: an expiry strictly before/after the instant; a
+      token without an expiry never matches either.
+    - ``never_used``: True, no recorded use; False, a recorded use.
+    - ``last_used_before`` ("not used since"): a last use strictly before the instant, or
+      no use at all and a creation strictly before it (a token made since was not idle
+      that long). With ``never_used`` False only the first half remains.
+
+    Sources that do not report a date are never asked (the service skips them).
+    """
+    expires = token.expires_at
+    if flt.expires_before is not None and (expires is None or not expires < flt.expires_before):
+        return False
+    if flt.expires_after is not None and (expires is None or not expires > flt.expires_after):
+        return False
+    used = token.last_used_at
+    if flt.never_used is not None and (used is None) is not flt.never_used:
+        return False
+    bound = flt.last_used_before
+    if bound is None:
+        return True
+    if used is not None:
+        return used < bound
+    return token.created_at is not None and token.created_at < bound
 
 
 def _created_within(

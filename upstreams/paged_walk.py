@@ -118,7 +118,11 @@ class PagedWalk:
         if not self._nullable:
             segments = ("A",)
         for segment in segments:
-            if len(taken) >= self._need or self._segment_is_behind(segment):
+            if (
+                len(taken) >= self._need
+                or self._segment_is_behind(segment)
+                or self._segment_is_filtered_out(segment)
+            ):
                 continue
             if segment == "A":
                 taken.extend(await self._values(self._need - len(taken)))
@@ -174,16 +178,34 @@ class PagedWalk:
             return a < b  # type: ignore[operator]
         return a > b  # type: ignore[operator]
 
+    def _segment_is_filtered_out(self, segment: str) -> bool:
+        """Whether the filter excludes every token of ``segment`` by the walk's own date:
+        no expiry under an expiry filter, no use under ``never_used`` False, a use under
+        ``never_used`` True (``ordering.matches``)."""
+        flt, field = self._filter, self._order.field
+        if field is OrderField.EXPIRES_AT:
+            return segment == "B" and (
+                flt.expires_before is not None or flt.expires_after is not None
+            )
+        if field is OrderField.LAST_USED_AT and self._nullable and flt.never_used is not None:
+            return (segment == "B") is not flt.never_used
+        return False
+
     def _filter_bound(self) -> datetime | None:
-        """In a CREATED_AT walk, the created-at bound no token at or beyond can match."""
-        if self._order.field is not OrderField.CREATED_AT:
-            return None
-        if self._ascending:
-            return self._filter.created_before
-        return self._filter.created_after
+        """The bound of the walk's own date no token at or beyond can match: a created-at,
+        last-use or expiry range, where the walk runs toward it."""
+        flt, field = self._filter, self._order.field
+        if field is OrderField.CREATED_AT:
+            return flt.created_before if self._ascending else flt.created_after
+        if field is OrderField.LAST_USED_AT:
+            # Never-used tokens (segment B) are judged by their creation, not by this.
+            return flt.last_used_before if self._ascending else None
+        if field is OrderField.EXPIRES_AT:
+            return flt.expires_before if self._ascending else flt.expires_after
+        return None
 
     def _past_filter(self, value: GroupValue) -> bool:
-        """No token at or beyond ``value`` in this walk can match the created-at range."""
+        """No token at or beyond ``value`` in this walk can match the filter's range."""
         bound = self._stop_at
         if bound is None or not isinstance(value, datetime):
             return False

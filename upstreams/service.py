@@ -20,6 +20,7 @@ from tokengate.upstreams.base import TokenSource
 from tokengate.upstreams.cursor_codec import CursorCodec
 from tokengate.upstreams.merge import Cursor, MergedPage, decode_cursor, merge_pages, positions_for
 from tokengate.upstreams.model import (
+    Capabilities,
     Created,
     CreateSpec,
     OwnerKind,
@@ -65,6 +66,24 @@ class PageArgs:
     after: str | None = None
     last: int | None = None
     before: str | None = None
+
+
+# Reasons a source was left out without being asked (no error accompanies them).
+SKIPPED_REASONS = frozenset({"NEEDS_FILTER", "FILTER_UNSUPPORTED"})
+
+
+def unreported_filter(caps: Capabilities, flt: TokenFilter) -> str | None:
+    """Why ``flt`` cannot be answered by a source with ``caps`` (a filter on a date it
+    does not report), or None when it can."""
+    if not caps.reports_last_used and (
+        flt.last_used_before is not None or flt.never_used is not None
+    ):
+        return "this source does not record when a token was last used: lastUsedBefore and neverUsed cannot be answered"
+    if not caps.reports_expiry and (
+        flt.expires_before is not None or flt.expires_after is not None
+    ):
+        return "this source does not report expiry dates: expiresBefore and expiresAfter cannot be answered"
+    return None
 
 
 class TokenService:
@@ -114,11 +133,19 @@ class TokenService:
     # -- listing -------------------------------------------------------------------------
 
     async def list_tokens(
-        self, principal: Principal, flt: TokenFilter, order: TokenOrder, args: PageArgs
+        self,
+        principal: Principal,
+        flt: TokenFilter,
+        order: TokenOrder,
+        args: PageArgs,
+        *,
+        count: bool = True,
     ) -> TokenList:
+        """``count`` False: ``total_count`` is not wanted (sources may skip counting)."""
         require(principal, READ)
         window = _page_window(args, order, self.cursors)
-        return await self._list(principal, self._bind_filter(principal, flt), order, window)
+        bound = self._bind_filter(principal, flt)
+        return await self._list(principal, bound, order, window, count=count)
 
     async def list_user_tokens(
         self,
@@ -170,12 +197,17 @@ class TokenService:
         window: tuple[int, bool, Cursor | None],
         *,
         user_owned_only: bool = False,
+        count: bool = True,
     ) -> TokenList:
         limit, backward, cursor = window
         failures: list[SourceFailure] = []
         chosen: list[TokenSource] = []
         for source in self._selected(principal, flt):
             if user_owned_only and source.provider not in USER_OWNED_PROVIDERS:
+                continue
+            unreported = unreported_filter(source.capabilities, flt)
+            if unreported is not None:
+                failures.append(SourceFailure(source.key, "FILTER_UNSUPPORTED", unreported))
                 continue
             if source.capabilities.needs_user_filter and flt.user_id is None:
                 failures.append(
@@ -196,6 +228,7 @@ class TokenService:
                 after=cursor.key if cursor is not None else None,
                 position=positions_for(cursor, backward, source.key),
                 backward=backward,
+                count=count,
             )
             return await self._call(source, source.list_page(request))
 
@@ -212,7 +245,7 @@ class TokenService:
                 raise result
             else:
                 pages[source.key] = result
-        if any(f.reason == "NEEDS_FILTER" for f in failures):
+        if any(f.reason in SKIPPED_REASONS for f in failures):
             count_complete = False
         page = merge_pages(
             pages,

@@ -55,6 +55,7 @@ from tokengate.upstreams.model import (
     Capabilities,
     Created,
     CreateSpec,
+    FilterField,
     OrderField,
     PageRequest,
     Provider,
@@ -88,6 +89,9 @@ _CAPABILITIES = Capabilities(
     can_revoke=True,
     # NAME is served by a full read: the upstream collation is undocumented.
     native_sort_fields=frozenset({OrderField.CREATED_AT, OrderField.LAST_USED_AT}),
+    # date_access bounds a LAST_USED_AT walk; no token expires, so an expiry filter
+    # matches nothing without a request.
+    native_filters=frozenset(FilterField),
 )
 _UNSUPPORTED_CREATE_FIELDS = (
     ("scopes", "scopes"),
@@ -392,13 +396,16 @@ def _snippets(payload: object) -> dict[str, str]:
 
 
 def _can_match(flt: TokenFilter) -> bool:
-    """Whether any Amper token can match: they are all ACTIVE, scope-less and owner-less."""
+    """Whether any Amper token can match: they are all ACTIVE, scope-less, owner-less and
+    never expire."""
     statuses = flt.statuses if flt.statuses is not None else ordering.DEFAULT_STATUSES
     return (
         Status.ACTIVE in statuses
         and flt.scope is None
         and flt.application_id is None
         and flt.owner_user is None
+        and flt.expires_before is None
+        and flt.expires_after is None
     )
 
 

@@ -68,6 +68,7 @@ from tokengate.upstreams.model import (
     Created,
     CreateSpec,
     Direction,
+    FilterField,
     OrderField,
     PageRequest,
     Provider,
@@ -104,6 +105,10 @@ _CAPABILITIES = Capabilities(
     # NAME is served by a full read: the upstream collation is undocumented.
     native_sort_fields=frozenset({OrderField.CREATED_AT, OrderField.EXPIRES_AT}),
     can_count=True,
+    # Losant records no last use (``lastUpdated`` is an edit time).
+    reports_last_used=False,
+    # expirationDate bounds an EXPIRES_AT walk.
+    native_filters=frozenset({FilterField.EXPIRES_BEFORE, FilterField.EXPIRES_AFTER}),
 )
 
 

@@ -36,7 +36,14 @@ from tokengate.upstreams.oauth.normalise import (
 _API = "/oauth/api/v1/users"
 # get_many lists one user per call; this many at once, so a big batch cannot flood the server.
 _MAX_CONCURRENT_LISTS = 8
-_CAPABILITIES = Capabilities(can_revoke=True, can_count=True, needs_user_filter=True)
+# No last use; an ``expired`` flag at most, never an expiry date.
+_CAPABILITIES = Capabilities(
+    can_revoke=True,
+    can_count=True,
+    needs_user_filter=True,
+    reports_last_used=False,
+    reports_expiry=False,
+)
 
 
 class OAuthSource(HttpSource):

@@ -14,6 +14,8 @@ from tokengate.upstreams.principal import ADMIN, Reach
 from tokengate.upstreams.store.rows import INTERNAL_KEY, to_us
 from tokengate.upstreams.store.tables import token_scopes, token_sources, tokens
 
+# Sort fields whose column is never null: their seek is a range on the (column, id) index.
+NOT_NULL_FIELDS = frozenset({OrderField.CREATED_AT, OrderField.NAME})
 SORT_COLUMNS = {
     OrderField.CREATED_AT: tokens.c.created_at,
     OrderField.LAST_USED_AT: tokens.c.last_used_at,
@@ -60,7 +62,31 @@ def filter_clause(flt: TokenFilter, now_us: int) -> sa.ColumnElement[bool] | Non
         clauses.append(tokens.c.created_at > to_us(flt.created_after))
     if flt.created_before is not None:
         clauses.append(tokens.c.created_at < to_us(flt.created_before))
+    clauses.extend(use_and_expiry_clauses(flt))
     return sa.and_(*clauses)
+
+
+def use_and_expiry_clauses(flt: TokenFilter) -> list[sa.ColumnElement[bool]]:
+    """``ordering.matches``' use and expiry filters in SQL (the same meaning, on the
+    indexed ``expires_at`` and ``last_used_at``)."""
+    clauses: list[sa.ColumnElement[bool]] = []
+    if flt.expires_before is not None:
+        clauses.append(tokens.c.expires_at < to_us(flt.expires_before))
+    if flt.expires_after is not None:
+        clauses.append(tokens.c.expires_at > to_us(flt.expires_after))
+    if flt.never_used is True:
+        clauses.append(tokens.c.last_used_at.is_(None))
+    elif flt.never_used is False:
+        clauses.append(tokens.c.last_used_at.is_not(None))
+    if flt.last_used_before is not None:
+        bound = to_us(flt.last_used_before)
+        used = tokens.c.last_used_at < bound
+        if flt.never_used is False:
+            clauses.append(used)
+        else:
+            unused = sa.and_(tokens.c.last_used_at.is_(None), tokens.c.created_at < bound)
+            clauses.append(sa.or_(used, unused))
+    return clauses
 
 
 def within_clause(reach: Reach) -> sa.ColumnElement[bool]:
@@ -121,6 +147,12 @@ def seek_clause(
         )
     else:
         tie = tokens.c.id > after.local_id if ascending else tokens.c.id < after.local_id
+    if value is not None and field in NOT_NULL_FIELDS:
+        # The same rows as below (the column has no null), written as a range an index
+        # can start from: the or-clause alone makes the database scan from the first row.
+        if ascending:
+            return sa.and_(column >= value, sa.or_(column > value, sa.and_(column == value, tie)))
+        return sa.and_(column <= value, sa.or_(column < value, sa.and_(column == value, tie)))
     if ascending:
         if value is None:
             return sa.and_(column.is_(None), tie)

@@ -13,6 +13,7 @@ from tokengate.upstreams.model import (
     Capabilities,
     Created,
     CreateSpec,
+    FilterField,
     OrderField,
     PageRequest,
     Provider,
@@ -81,6 +82,7 @@ class StoreSource:
             can_revoke=True,
             native_sort_fields=frozenset(OrderField),
             can_count=True,
+            native_filters=frozenset(FilterField),
         )
 
     @property

@@ -85,12 +85,27 @@ class TokenStore:
                 where, queries.seek_clause(column, request.after, walk.field, ascending)
             )
         null_last = column.is_(None)
-        order_by = (
-            [null_last.asc(), column.asc(), tokens.c.id.asc()]
-            if ascending
-            else [null_last.desc(), column.desc(), tokens.c.id.desc()]
-        )
-        if request.after is None:
+        if walk.field in queries.NOT_NULL_FIELDS:
+            # No null to place: the order is the (column, id) index's, and a page reads
+            # from the cursor on in it instead of sorting every match.
+            order_by = (
+                [column.asc(), tokens.c.id.asc()]
+                if ascending
+                else [column.desc(), tokens.c.id.desc()]
+            )
+        else:
+            order_by = (
+                [null_last.asc(), column.asc(), tokens.c.id.asc()]
+                if ascending
+                else [null_last.desc(), column.desc(), tokens.c.id.desc()]
+            )
+        if not request.count:
+            page_q = sa.select(tokens).where(page_where).order_by(*order_by)
+            with failures.reading:
+                async with self._engine.connect() as conn:
+                    found = (await conn.execute(page_q.limit(request.limit + 1))).mappings().all()
+            total: int | None = None
+        elif request.after is None:
             # A first page: the rows and their count in one statement (the window counts
             # every row the filter matches, before LIMIT); no row means a count of 0.
             total_column = sa.func.count().over().label(TOTAL_COLUMN)
