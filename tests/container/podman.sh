@@ -64,6 +64,12 @@ if [ -n "$missing" ]; then
     skip "missing:$missing (install podman, runc and debootstrap, or run as root with apt-get)"
   fi
 fi
+# Docker Compose's own loader checks docker/compose.yaml in tests/docker/test_compose.py.
+if ! command -v docker-compose >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  say "installing docker-compose (Debian package) for tests/docker/test_compose.py"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null ||
+    { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose >/dev/null; }
+fi
 
 # This kind of machine: crun refuses its hybrid cgroups (runc works), default ulimits may
 # not be raised, and builds and tests need the host's network (registries, loopback).
