@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one test command: installs what the tests need (a venv with the dev extras, Debian's
 # PostgreSQL and redis-server when root), starts a private PostgreSQL and Redis on loopback,
-# then runs ruff, mypy and pytest. Extra arguments go to pytest. Exit code: non-zero on any failure.
+# then runs the container checks (tests/container/podman.sh), ruff, mypy and pytest. Extra
+# arguments go to pytest. Exit code: non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
