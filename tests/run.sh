@@ -34,7 +34,7 @@ fi
 pg_dir=""
 cleanup() {
   if [ -n "${container_pid:-}" ]; then
-    kill -- "-$container_pid" 2>/dev/null || true # its own process group (setsid)
+    kill -- "-$container_pid" 2>/dev/null || kill "$container_pid" 2>/dev/null || true
     wait "$container_pid" 2>/dev/null || true
   fi
   [ -n "${container_log:-}" ] && rm -f "$container_log"
@@ -151,7 +151,9 @@ if [ "$container_pid" = skip ]; then
   echo "tests/run.sh: container checks not in the quick loop (bash tests/container/podman.sh)"
 else
   container_log=$(mktemp /tmp/tokengate-container.XXXXXX)
-  setsid bash tests/container/podman.sh >"$container_log" 2>&1 &
+  group=()
+  command -v setsid >/dev/null && group=(setsid) # its own process group, stopped as one
+  "${group[@]}" bash tests/container/podman.sh >"$container_log" 2>&1 &
   container_pid=$!
   echo "tests/run.sh: container checks started (tests/container/podman.sh)"
 fi

@@ -259,7 +259,6 @@ say "start on the existing store to /readyz 200: $ready_s s"
 has_scope "$secret" tokens:read || fail "the token did not survive a new container on the /data volume"
 say "ok: the store on /data survived a new container"
 podman stop -t 20 "$run_id-2" >/dev/null 2>&1
-
 podman rm "$run_id-2" >/dev/null 2>&1
 
 # --- against PostgreSQL: two containers on the host network share one store ----------------
