@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one test command: installs what the tests need (a venv with the dev extras, Debian's
 # PostgreSQL and redis-server when root), starts a private PostgreSQL and Redis on loopback,
-# then runs ruff, mypy and pytest. Extra arguments go to pytest. Exit code: non-zero on any failure.
+# then runs the container checks (tests/container/podman.sh), ruff, mypy and pytest. Extra
+# arguments go to pytest. Exit code: non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -32,6 +33,11 @@ if [ -z "$pg_bin" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
 fi
 pg_dir=""
 cleanup() {
+  if [ -n "${container_pid:-}" ]; then
+    kill -- "-$container_pid" 2>/dev/null || kill "$container_pid" 2>/dev/null || true
+    wait "$container_pid" 2>/dev/null || true
+  fi
+  [ -n "${container_log:-}" ] && rm -f "$container_log"
   if [ -n "${redis_dir:-}" ] && [ -s "$redis_dir/pid" ]; then
     kill "$(cat "$redis_dir/pid")" 2>/dev/null || true
     rm -rf "$redis_dir"
@@ -133,11 +139,39 @@ elif [ "${CI:-}" = "true" ]; then
   exit 1
 fi
 
+# --- The container image: tests/container/podman.sh builds and runs it (podman), beside ruff
+# and mypy; its output is shown, and it is over, before pytest (whose slow tests time real
+# deadlines) starts. Not in the quick loop (-m "not slow") unless CI=true.
+container_pid=""
+case " $* " in
+  *"not slow"*) [ "${CI:-}" = true ] || container_pid=skip ;;
+esac
+if [ "$container_pid" = skip ]; then
+  container_pid=""
+  echo "tests/run.sh: container checks not in the quick loop (bash tests/container/podman.sh)"
+else
+  container_log=$(mktemp /tmp/tokengate-container.XXXXXX)
+  group=()
+  command -v setsid >/dev/null && group=(setsid) # its own process group, stopped as one
+  "${group[@]}" bash tests/container/podman.sh >"$container_log" 2>&1 &
+  container_pid=$!
+  echo "tests/run.sh: container checks started (tests/container/podman.sh)"
+fi
+
 echo "tests/run.sh: ruff"
 "$VENV/bin/ruff" check .
 "$VENV/bin/ruff" format --check .
 echo "tests/run.sh: mypy (strict)"
 "$VENV/bin/mypy"
+container_failed=""
+if [ -n "$container_pid" ]; then
+  waited=$SECONDS
+  wait "$container_pid" || container_failed=1
+  container_pid=""
+  cat "$container_log"
+  echo "tests/run.sh: container checks over, $((SECONDS - waited)) s after mypy"
+  [ -z "$container_failed" ] || echo "tests/run.sh: the container checks FAILED (pytest runs anyway)" >&2
+fi
 echo "tests/run.sh: pytest"
 # The quick loop (-m "not slow") runs on two workers (pytest-xdist): its tests are short and
 # independent. The whole suite runs in one process: its slow tests time real deadlines.
@@ -146,3 +180,4 @@ case " $* " in
   *"not slow"*) case " $* " in *" -n "*|*" -p no:xdist "*) ;; *) workers=(-n 2) ;; esac ;;
 esac
 "$VENV/bin/python" -m pytest "${workers[@]}" "$@"
+[ -z "$container_failed" ] || exit 1
