@@ -21,7 +21,7 @@ from tokengate.gateway.export import CSV_TRAILER_PREFIX
 from tokengate.upstreams.loopback import free_port
 
 README = Path(__file__).resolve().parents[2] / "README.md"
-MARKER = "<!-- tested: tests/gateway/test_security_readme.py runs this block -->"
+MARKER = "<!-- tested: tests/gateway/test_security_readme_export.py runs this block -->"
 
 
 def readme_blocks() -> list[str]:
