@@ -51,12 +51,17 @@ def httpx_error(exc: Exception) -> Exception:
     elif isinstance(exc, aiohttp.ServerDisconnectedError):
         mapped = httpx.RemoteProtocolError  # closed before (all of) the answer came
     elif isinstance(exc, aiohttp.ClientPayloadError):
-        # Cut short (fewer bytes than announced, a broken chunk) or the socket failed.
+        # Cut short (fewer bytes than announced, a broken chunk), a body its
+        # Content-Encoding cannot decode (the answer is bad, not the connection), or the
+        # socket failed.
         cause = exc.__cause__ or exc.__context__
         cut = isinstance(
             cause, aiohttp_http.ContentLengthError | aiohttp_http.TransferEncodingError
         )
-        mapped = httpx.RemoteProtocolError if cut else httpx.ReadError
+        if isinstance(cause, aiohttp_http.ContentEncodingError):
+            mapped = httpx.DecodingError
+        else:
+            mapped = httpx.RemoteProtocolError if cut else httpx.ReadError
     elif isinstance(exc, aiohttp.ClientOSError):
         mapped = httpx.ReadError  # reset, broken pipe: the socket itself failed
     elif isinstance(exc, aiohttp.ClientResponseError):

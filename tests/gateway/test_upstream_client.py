@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from tokengate.gateway.upstream_factory import TRANSPORT_ENV, http_client
+from tokengate.upstreams import errors
 from tokengate.upstreams.http_edge import UpstreamHttp
 from tokengate.upstreams.loopback import serve_in_thread
 
@@ -146,3 +147,23 @@ async def test_upstream_calls_read_alike_over_either_transport(
     assert seen["content_type"] == "application/json"
     assert seen["body"] == '{"name":"é","n":[1]}'
     assert seen["cookie"] is None
+
+
+async def undecodable(_request: Request) -> Response:
+    return Response(
+        b"not gzip at all", media_type="application/json", headers={"Content-Encoding": "gzip"}
+    )
+
+
+@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
+async def test_an_undecodable_body_is_a_bad_answer_not_a_dropped_connection(
+    transport: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A body its Content-Encoding cannot decode: the same reason with either transport
+    (aiohttp reports it as a payload error, like a connection cut mid-answer)."""
+    monkeypatch.setenv(TRANSPORT_ENV, transport)
+    app = Starlette(routes=[Route("/", undecodable)])
+    with serve_in_thread(app) as url:
+        async with http_client() as client:
+            with pytest.raises(errors.BadUpstreamResponse, match="sent an unreadable response"):
+                await edge_over(client).send("GET", f"{url}/")
