@@ -42,6 +42,14 @@ IDS = f"""{{ sources {{ id }}
   all: tokens(first: 100) {{ edges {{ node {{ id }} }} }}
   walk: tokens(first: 100, filter: {{userId: "{WALK_USER}"}}) {{ edges {{ node {{ id }} }} }} }}"""
 TEXT = ["internal", "amper", "idp", "fleet", WALK_USER, "seed*", "*", "tokens:read"]
+# Root fields the queries draw from. Not tokensBySecret: each call reads every page of the
+# Amper and Losant lists (and is rate limited on its own), so the simulators' faults it
+# meets open a source's breaker between the two executions of one query, and the answers
+# then differ by the breaker's state, not by the executor. Its answer is made of the same
+# Token fields as the others'.
+ROOT_FIELDS = (
+    sorted(set(SCHEMA.query_type.fields) - {"tokensBySecret"}) if SCHEMA.query_type else []
+)
 
 
 class Target:
@@ -122,7 +130,11 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
 )
 @given(data=st.data())
 def test_same_answer_as_stock_execution(target: Target, data: st.DataObject) -> None:
-    query = str(data.draw(queries(SCHEMA, custom_scalars=target.scalars(), allow_x00=False)))
+    query = str(
+        data.draw(
+            queries(SCHEMA, fields=ROOT_FIELDS, custom_scalars=target.scalars(), allow_x00=False)
+        )
+    )
     stock = target.answer(StrawberryGraphQLCoreExecutionContext, query)
     ours = target.answer(PlainFieldExecutor, query)
     assert ours.get("data") == stock.get("data"), query
