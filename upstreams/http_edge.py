@@ -152,30 +152,21 @@ class UpstreamHttp:
         the request's ``X-Request-Id``. The span holds no URL: paths and queries can carry
         user ids and a caller's filters.
         """
+        target = request_url(url, None if params is None else tuple(params.items()))
+        sent = {**self._headers, **headers} if headers else self._headers
+        if json is not None:
+            content = json_body(json)
+            sent = {**sent, "Content-Type": "application/json"}
         tracer = tracer_var.get()
         if tracer is PROPAGATING:  # nothing records: only the headers, no span object
-            return await self._send(
-                None,
-                method,
-                request_url(url, None if params is None else tuple(params.items())),
-                json=json,
-                content=content,
-                headers={**self._headers, **headers} if headers else self._headers,
-            )
+            return await self._send(None, method, target, sent, content)
         span = tracer.start_span(
             f"{method} {self._key}",
             kind=SpanKind.CLIENT,
             attributes={"tokengate.source": self._key, "http.request.method": method},
         )
         try:
-            response = await self._send(
-                span,
-                method,
-                request_url(url, None if params is None else tuple(params.items())),
-                json=json,
-                content=content,
-                headers={**self._headers, **headers} if headers else self._headers,
-            )
+            response = await self._send(span, method, target, sent, content)
         except errors.UpstreamError as exc:
             if span.is_recording():
                 if exc.status is not None:
@@ -202,16 +193,11 @@ class UpstreamHttp:
         span: Span | None,
         method: str,
         url: httpx.URL,
-        *,
-        json: object,
-        content: bytes | None,
         headers: Mapping[str, str],
+        content: bytes | None,
     ) -> Answer:
         """A failure says whether any answer had begun (``CutShort``)."""
         sent = outbound_headers(headers, span)
-        if json is not None:
-            content = json_body(json)
-            sent = {**sent, "Content-Type": "application/json"}
         try:
             response = await self._exchange(method, url, sent, content, self._timeout)
         except CutShort as exc:
