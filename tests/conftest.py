@@ -6,9 +6,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import secrets
 import shutil
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -24,7 +26,7 @@ import sqlalchemy as sa
 
 from tokengate.gateway.app import create_app
 from tokengate.gateway.config import Config, LimitsConfig, StoreConfig
-from tokengate.upstreams.loopback import serve_in_thread
+from tokengate.upstreams.loopback import free_port, serve_in_thread
 from tokengate.upstreams.store import SecretHasher, StoreSource, create_engine, migrate
 
 PG_URL_ENV = "TOKENGATE_TEST_PG_URL"
@@ -193,6 +195,46 @@ def wait_until_up(
         assert process is None or process.poll() is None, "the gateway exited during start-up"
         assert time.monotonic() < deadline, f"{url}{path} did not answer 200 in {timeout_s:g} s"
         time.sleep(0.1)
+
+
+class DemoProcess:
+    """``tokengate serve --demo`` on a free port, in ``workdir`` with ``env``, its output
+    (stdout and stderr) in ``workdir/demo.log``; started and up (``/readyz``) on return."""
+
+    def __init__(self, workdir: Path, env: dict[str, str]) -> None:
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        self._log = (workdir / "demo.log").open("w+")
+        command = [sys.executable, "-m", "tokengate.gateway.cli", "serve", "--demo"]
+        self.process = subprocess.Popen(
+            [*command, "--port", str(port)],
+            cwd=workdir,
+            env=env,
+            stdout=self._log,
+            stderr=self._log,
+        )
+        try:
+            wait_until_up(self.url, self.process, timeout_s=60)
+        except BaseException:
+            self.stop()
+            raise
+
+    def printed(self) -> str:
+        self._log.seek(0)
+        return self._log.read()
+
+    def wait_printed(self, pattern: str, what: str, timeout_s: float = 30.0) -> re.Match[str]:
+        """The first match of ``pattern`` in what the demo printed, once it has printed it."""
+        deadline = time.monotonic() + timeout_s
+        while not (found := re.search(pattern, self.printed())):
+            assert time.monotonic() < deadline, f"the demo printed no {what}"
+            time.sleep(0.2)
+        return found
+
+    def stop(self) -> int:
+        """SIGTERM, then its exit status."""
+        self.process.terminate()
+        return self.process.wait(timeout=30)
 
 
 def gateway_config(tmp_path: Path, store_url: str | None = None, **kwargs: Any) -> Config:

@@ -8,16 +8,15 @@ import os
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import httpx
 import jwt
 import pytest
 
-from tests.conftest import wait_until_up
+from tests.conftest import DemoProcess
 from tokengate.gateway import demo_idp
 from tokengate.upstreams.loopback import free_port, serve_in_thread
 from tokengate.upstreams.oauth.simulator import WALK_USER
@@ -118,11 +117,6 @@ def test_demo_jwt_without_a_running_demo_says_what_to_do(tmp_path: Path) -> None
 # -- serve --demo, end to end ------------------------------------------------------------------
 
 
-def _read(out: IO[str]) -> str:
-    out.seek(0)
-    return out.read()
-
-
 def _query(url: str, token: str, query: str, **variables: Any) -> httpx.Response:
     return httpx.post(
         f"{url}/graphql",
@@ -134,28 +128,17 @@ def _query(url: str, token: str, query: str, **variables: Any) -> httpx.Response
 
 @pytest.mark.slow
 def test_serve_demo_signs_users_in(tmp_path: Path) -> None:
-    port = free_port()
     cache = tmp_path / "cache"
     env = {**os.environ, "TOKENGATE_SHUTDOWN_DELAY_S": "0", "XDG_CACHE_HOME": str(cache)}
     env.pop("TOKENGATE_BOOTSTRAP_TOKEN", None)
-    out = (tmp_path / "demo.log").open("w+")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tokengate.gateway.cli", "serve", "--demo", "--port", str(port)],
-        cwd=tmp_path,
-        env=env,
-        stdout=out,
-        stderr=out,
-    )
-    url = f"http://127.0.0.1:{port}"
+    demo = DemoProcess(tmp_path, env)
+    url = demo.url
     try:
-        wait_until_up(url, process, timeout_s=60)
-        deadline = time.monotonic() + 30
-        pattern = r"Identity provider \(demo, no password\): (\S+)"
-        while not (found := re.search(pattern, _read(out))):
-            assert time.monotonic() < deadline, "the demo printed no identity provider"
-            time.sleep(0.2)
+        found = demo.wait_printed(
+            r"Identity provider \(demo, no password\): (\S+)", "identity provider"
+        )
         idp = found.group(1)
-        printed = re.search(r"Signed in as (\S+) \(JWT, 1 h\): .*Bearer ([\w.-]+)", _read(out))
+        printed = re.search(r"Signed in as (\S+) \(JWT, 1 h\): .*Bearer ([\w.-]+)", demo.printed())
         assert printed is not None and printed.group(1) == WALK_USER
 
         # The printed sample signs in as the demo user with OAuth-style tokens.
@@ -224,7 +207,6 @@ def test_serve_demo_signs_users_in(tmp_path: Path) -> None:
         pointer = json.loads((cache / "tokengate" / "demo.json").read_text())
         assert pointer["idp_url"] == idp
     finally:
-        process.terminate()
-        process.wait(timeout=30)
-    assert process.returncode == 0, _read(out)
+        status = demo.stop()
+    assert status == 0, demo.printed()
     assert not (cache / "tokengate" / "demo.json").exists()

@@ -6,17 +6,13 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import wait_until_up
-from tokengate.upstreams.loopback import free_port
+from tests.conftest import DemoProcess
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 SECTION = "## For security teams: leaked secrets and offboarding"
@@ -49,32 +45,13 @@ def test_the_section_holds_the_documents_it_names() -> None:
 @pytest.mark.slow
 def test_readme_queries_against_the_demo(tmp_path: Path) -> None:
     documents = readme_documents()
-    port = free_port()
     env = {**os.environ, "TOKENGATE_SHUTDOWN_DELAY_S": "0", "XDG_CACHE_HOME": str(tmp_path)}
     env.pop("TOKENGATE_BOOTSTRAP_TOKEN", None)
-    out = (tmp_path / "demo.log").open("w+")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tokengate.gateway.cli", "serve", "--demo", "--port", str(port)],
-        cwd=tmp_path,
-        env=env,
-        stdout=out,
-        stderr=out,
-    )
-    url = f"http://127.0.0.1:{port}/graphql"
+    demo = DemoProcess(tmp_path, env)
+    url = f"{demo.url}/graphql"
     made: dict[str, Any] = {"secret": "never made"}
-
-    def printed() -> str:
-        out.seek(0)
-        return out.read()
-
     try:
-        wait_until_up(f"http://127.0.0.1:{port}", process, timeout_s=60)
-        deadline = time.monotonic() + 30
-        while not (
-            header := re.search(r'Header:\s+\{"Authorization": "Bearer (\S+)"\}', printed())
-        ):
-            assert time.monotonic() < deadline, "the demo printed no admin token"
-            time.sleep(0.2)
+        header = demo.wait_printed(r'Header:\s+\{"Authorization": "Bearer (\S+)"\}', "admin token")
         admin = header.group(1)
 
         def run(name: str, **variables: Any) -> dict[str, Any]:
@@ -126,7 +103,6 @@ def test_readme_queries_against_the_demo(tmp_path: Path) -> None:
         assert all(e["outcome"] == "ok" for e in events)
         assert admin not in str(events) and made["secret"] not in str(events)
     finally:
-        process.terminate()
-        process.wait(timeout=30)
-    assert process.returncode == 0, printed()
-    assert made["secret"] not in printed(), "the Losant secret is in the demo's logs"
+        status = demo.stop()
+    assert status == 0, demo.printed()
+    assert made["secret"] not in demo.printed(), "the Losant secret is in the demo's logs"

@@ -11,14 +11,12 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import wait_until_up
+from tests.conftest import DemoProcess
 from tokengate.gateway.export import CSV_TRAILER_PREFIX
-from tokengate.upstreams.loopback import free_port
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 MARKER = "<!-- tested: tests/gateway/test_security_readme_export.py runs this block -->"
@@ -37,26 +35,12 @@ def readme_blocks() -> list[str]:
 @pytest.mark.slow
 def test_the_security_sections_run_as_written(tmp_path: Path) -> None:
     unused, export = readme_blocks()
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = (tmp_path / "demo.log").open("w+")
-    demo = subprocess.Popen(
-        [sys.executable, "-m", "tokengate.gateway.cli", "serve", "--demo", "--port", str(port)],
-        cwd=tmp_path,
-        env={**os.environ, "TOKENGATE_SHUTDOWN_DELAY_S": "0", "HOME": str(tmp_path)},
-        stdout=log,
-        stderr=log,
+    demo = DemoProcess(
+        tmp_path, {**os.environ, "TOKENGATE_SHUTDOWN_DELAY_S": "0", "HOME": str(tmp_path)}
     )
+    url = demo.url
     try:
-        wait_until_up(url, demo, timeout_s=60)
-        deadline = time.monotonic() + 30
-        while True:
-            log.seek(0)
-            found = re.search(r"Bearer (tg_demo_[A-Za-z0-9_-]+)", log.read())
-            if found:
-                break
-            assert time.monotonic() < deadline, "the demo printed no admin token"
-            time.sleep(0.2)
+        found = demo.wait_printed(r"Bearer (tg_demo_[A-Za-z0-9_-]+)", "admin token")
         env = {
             **os.environ,
             "TOKENGATE_TOKEN": found.group(1),
@@ -102,5 +86,4 @@ def test_the_security_sections_run_as_written(tmp_path: Path) -> None:
         assert trailer["count"] == len(rows) > 0
         assert {r["source"] for r in rows} == {"internal", "amper", "fleet"}
     finally:
-        demo.terminate()
-        demo.wait(timeout=30)
+        demo.stop()
