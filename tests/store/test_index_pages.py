@@ -48,12 +48,12 @@ async def test_a_page_after_a_cursor_reads_the_index(
             if statement.lstrip().upper().startswith("SELECT"):
                 statements.append((statement, parameters))
 
-        event.listen(engine.sync_engine, "before_cursor_execute", grab)
+        event.listen(store.reads_engine, "before_cursor_execute", grab)
         request = PageRequest(
             TokenFilter(), TokenOrder(field, direction), limit=10, after=after, count=count
         )
         second = await store.list_page(request)
-        event.remove(engine.sync_engine, "before_cursor_execute", grab)
+        event.remove(store.reads_engine, "before_cursor_execute", grab)
         assert len(second.items) == 10 and len(rows) == 60
         assert not {i.token.local_id for i in first.items} & {
             i.token.local_id for i in second.items

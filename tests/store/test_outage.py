@@ -93,6 +93,7 @@ async def test_sqlite_file_gone_mid_run_answers_coded_errors_then_recovers(
         # The database disappears (an unmounted volume): pooled connections are closed and
         # new ones cannot open the file.
         await store.engine.dispose()
+        store.reads_engine.dispose()
         folder.rename(tmp_path / "away")
         await assert_every_call_coded(store, used.token.local_id, fresh.secret)
         (tmp_path / "away").rename(folder)

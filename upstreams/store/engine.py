@@ -44,12 +44,12 @@ def create_engine(url: str, pool_size: int | None = None) -> AsyncEngine:
     size = default_pool_size(url) if pool_size is None else pool_size
     if target.get_backend_name() == "sqlite":
         engine = create_async_engine(target, pool_size=size, max_overflow=size, pool_pre_ping=False)
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "connect", sqlite_pragmas)
         return engine
     return create_async_engine(target, pool_size=size, max_overflow=size, pool_pre_ping=True)
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")

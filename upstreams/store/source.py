@@ -31,6 +31,7 @@ from tokengate.upstreams.secret_lookup import (
 from tokengate.upstreams.store import bootstrap, credentials, failures
 from tokengate.upstreams.store.audit import AuditEvent, AuditLog
 from tokengate.upstreams.store.authentication import Authenticator, Refusal
+from tokengate.upstreams.store.reads import reads_for
 from tokengate.upstreams.store.rows import INTERNAL_KEY, to_us
 from tokengate.upstreams.store.tokens import DEFAULT_MAX_LINEAGE_TOKENS, TokenStore
 
@@ -60,8 +61,13 @@ class StoreSource:
         self._auth = Authenticator(
             engine, hasher, touch_interval_s=touch_interval_s, cache_s=auth_cache_s
         )
+        self._reads = reads_for(engine)
         self._tokens = TokenStore(
-            engine, hasher, max_lineage_tokens=max_lineage_tokens, listener=self._auth
+            engine,
+            hasher,
+            reads=self._reads,
+            max_lineage_tokens=max_lineage_tokens,
+            listener=self._auth,
         )
         self._audit = AuditLog(engine)
         self._announce: Announcer | None = None
@@ -121,7 +127,14 @@ class StoreSource:
         if self._announce is not None:
             await self._announce(local_id)
 
+    @property
+    def reads_engine(self) -> sa.Engine:
+        """The engine list and lookup reads go through (a synchronous one over a SQLite
+        file: ``reads``), for its events."""
+        return self._reads.engine
+
     async def aclose(self) -> None:
+        self._reads.close()
         await self._engine.dispose()
 
     async def find_secret(self, secret: str, *, max_pages: int) -> SecretSearch:

@@ -15,7 +15,6 @@ from tokengate.upstreams import errors
 from tokengate.upstreams.model import (
     Created,
     CreateSpec,
-    Direction,
     PageRequest,
     SourceItem,
     SourcePage,
@@ -25,6 +24,7 @@ from tokengate.upstreams.model import (
 )
 from tokengate.upstreams.principal import KNOWN_SCOPES, READ
 from tokengate.upstreams.store import credentials, failures, queries, rows
+from tokengate.upstreams.store.reads import Reads
 from tokengate.upstreams.store.rows import to_us
 from tokengate.upstreams.store.tables import token_scopes, token_sources, tokens
 
@@ -32,8 +32,7 @@ MAX_NAME = 255
 MAX_DESCRIPTION = 4096
 # Active tokens one minting lineage may hold (see ``TokenStore.create``).
 DEFAULT_MAX_LINEAGE_TOKENS = 100
-# A first page's count, read beside its rows (``count(*) OVER ()``).
-TOTAL_COLUMN = "total_matching"
+_BY_IDS = sa.select(tokens).where(tokens.c.id.in_(sa.bindparam("ids", expanding=True)))
 
 
 class ChangeListener(Protocol):
@@ -61,10 +60,12 @@ class TokenStore:
         engine: AsyncEngine,
         hasher: credentials.SecretHasher,
         *,
+        reads: Reads | None = None,
         max_lineage_tokens: int = DEFAULT_MAX_LINEAGE_TOKENS,
         listener: ChangeListener | None = None,
     ) -> None:
         self._engine = engine
+        self._reads = reads if reads is not None else Reads(engine)
         self._hasher = hasher
         self._max_lineage_tokens = max_lineage_tokens
         self._listener = listener or _NoListener()
@@ -72,55 +73,27 @@ class TokenStore:
     # -- listing -------------------------------------------------------------------------
 
     async def list_page(self, request: PageRequest) -> SourcePage:
-        now = rows.now()
-        where = queries.filter_clause(request.filter, to_us(now))
-        if where is None:
+        shape = queries.list_shape(request)
+        if shape is None:
             return SourcePage(items=[], has_more=False, total_count=0)
-        walk = request.walk_order
-        column = queries.SORT_COLUMNS[walk.field]
-        ascending = walk.direction is Direction.ASC
-        page_where = where
-        if request.after is not None:
-            page_where = sa.and_(
-                where, queries.seek_clause(column, request.after, walk.field, ascending)
-            )
-        null_last = column.is_(None)
-        if walk.field in queries.NOT_NULL_FIELDS:
-            # No null to place: the order is the (column, id) index's, and a page reads
-            # from the cursor on in it instead of sorting every match.
-            order_by = (
-                [column.asc(), tokens.c.id.asc()]
-                if ascending
-                else [column.desc(), tokens.c.id.desc()]
-            )
-        else:
-            order_by = (
-                [null_last.asc(), column.asc(), tokens.c.id.asc()]
-                if ascending
-                else [null_last.desc(), column.desc(), tokens.c.id.desc()]
-            )
-        if not request.count:
-            page_q = sa.select(tokens).where(page_where).order_by(*order_by)
-            with failures.reading:
-                async with self._engine.connect() as conn:
-                    found = (await conn.execute(page_q.limit(request.limit + 1))).mappings().all()
-            total: int | None = None
-        elif request.after is None:
-            # A first page: the rows and their count in one statement (the window counts
-            # every row the filter matches, before LIMIT); no row means a count of 0.
-            total_column = sa.func.count().over().label(TOTAL_COLUMN)
-            first_q = sa.select(tokens, total_column).where(where).order_by(*order_by)
-            with failures.reading:
-                async with self._engine.connect() as conn:
-                    found = (await conn.execute(first_q.limit(request.limit + 1))).mappings().all()
-            total = int(found[0][TOTAL_COLUMN]) if found else 0
-        else:
-            page_q = sa.select(tokens).where(page_where).order_by(*order_by)
-            count_q = sa.select(sa.func.count()).select_from(tokens).where(where)
-            with failures.reading:
-                async with self._engine.connect() as conn:
-                    found = (await conn.execute(page_q.limit(request.limit + 1))).mappings().all()
-                    total = int((await conn.execute(count_q)).scalar_one())
+        now = rows.now()
+        params = queries.list_params(request, to_us(now))
+        # A first page reads its rows and their count in one statement (no row: a count
+        # of 0); a later page counts apart (the window would count from the seek on).
+        with_total = request.count and request.after is None
+        page_q = queries.page_statement(shape, with_total)
+        count_q = queries.count_statement(shape) if request.count and not with_total else None
+
+        def read(conn: sa.Connection) -> tuple[Sequence[sa.RowMapping], int | None]:
+            found = conn.execute(page_q, params).mappings().all()
+            if with_total:
+                return found, int(found[0][queries.TOTAL_COLUMN]) if found else 0
+            if count_q is not None:
+                return found, int(conn.execute(count_q, params).scalar_one())
+            return found, None
+
+        with failures.reading:
+            found, total = await self._reads.run(read)
         items = [SourceItem(rows.token(r, now)) for r in found[: request.limit]]
         return SourcePage(items=items, has_more=len(found) > request.limit, total_count=total)
 
@@ -131,13 +104,12 @@ class TokenStore:
         if not wanted:
             return {}
         now = rows.now()
+
+        def read(conn: sa.Connection) -> Sequence[sa.RowMapping]:
+            return conn.execute(_BY_IDS, {"ids": wanted}).mappings().all()
+
         with failures.reading:
-            async with self._engine.connect() as conn:
-                found = (
-                    (await conn.execute(sa.select(tokens).where(tokens.c.id.in_(wanted))))
-                    .mappings()
-                    .all()
-                )
+            found = await self._reads.run(read)
         return {r["id"]: rows.token(r, now) for r in found}
 
     async def find_by_secret(self, secret: str) -> Token | None:
