@@ -33,9 +33,12 @@ _PATTERNS = [
     # A JWT (a JSON header, base64url: "eyJ"), signed or not, wherever it appears.
     (re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"), "[REDACTED JWT]"),
     # key = "value" / key: 'value' for secret-bearing keys (client_secret, api_token, ...).
+    # The match starts at the key word, not at the start of the key: the text before it is
+    # kept either way, and a leading ``\w*`` made every position of a line try every word
+    # length (the dearest pattern by far on a JSON log line).
     (
         re.compile(
-            r"""(?i)(["']?\w*(?:secret|token|password|authorization)["']?\s*[:=]\s*)"""
+            r"""(?i)((?:secret|token|password|authorization)["']?\s*[:=]\s*)"""
             r"""(["'])(?:(?!\2).)*\2"""
         ),
         r"\1\2[REDACTED]\2",
