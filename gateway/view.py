@@ -42,6 +42,12 @@ DOCUMENT_ID_KEYS = ("documentId", "doc_id")
 _apq_pending: contextvars.ContextVar[tuple[str, str] | None] = contextvars.ContextVar(
     "apq_pending", default=None
 )
+# The current request's resolver context, from get_context to process_result. Not kept on
+# the request: the context holds the request, and the cycle (request, its state, the
+# context, everything execution reached) waited for the cyclic garbage collector.
+_gql_context: contextvars.ContextVar[Context | None] = contextvars.ContextVar(
+    "gql_context", default=None
+)
 
 
 class GatewayView(GraphQL[Context, None]):
@@ -75,6 +81,7 @@ class GatewayView(GraphQL[Context, None]):
             return
         request = Request(scope=scope, receive=receive)
         pending = _apq_pending.set(None)
+        current = _gql_context.set(None)
         try:
             response = await self.run(request)
         except PersistedRefusal as exc:
@@ -95,6 +102,7 @@ class GatewayView(GraphQL[Context, None]):
             )
         finally:
             _apq_pending.reset(pending)
+            _gql_context.reset(current)
         await response(scope, receive, send)
 
     def _refusal(self, request: Request, refusal: PersistedRefusal) -> Response:
@@ -135,13 +143,13 @@ class GatewayView(GraphQL[Context, None]):
             request=request,
             response=response,
         )
-        request.state.gql_context = context
+        _gql_context.set(context)
         return context
 
     async def process_result(
         self, request: Request, result: ExecutionResult
     ) -> GraphQLHTTPResponse:
-        context: Context | None = getattr(request.state, "gql_context", None)
+        context = _gql_context.get()
         request_id = context.request_id if context is not None else (request_id_var.get() or "")
         errors: list[GraphQLError] = list(result.errors or [])
         if context is not None:

@@ -25,9 +25,10 @@ harmless, and errors, their paths and messages are exactly graphql-core's.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, NamedTuple
 
 from graphql import (
@@ -38,6 +39,7 @@ from graphql import (
     GraphQLNonNull,
     GraphQLObjectType,
     GraphQLOutputType,
+    GraphQLResolveInfoHelpers,
     is_leaf_type,
 )
 from graphql.execution.collect_fields import FieldDetailsList, GroupedFieldSet
@@ -138,11 +140,37 @@ def _coerce(coerce: Callable[[Any], Any], value: Any) -> Any:
     return _NOT_FAST if coerced is None or coerced is Undefined else coerced
 
 
+def _weak_helpers(executor: StrawberryGraphQLCoreExecutionContext) -> GraphQLResolveInfoHelpers:
+    """graphql-core's resolver helpers for ``executor``, holding it weakly.
+
+    graphql-core keeps them as bound methods of the executor on the executor: a reference
+    cycle, so the executor and everything it reached (the context, the request, every
+    value of the page) waited for the cyclic garbage collector instead of going when the
+    request ended, and the collector's passes over them were a share of every request's
+    CPU (benchmarks/README.md). The executor outlives every resolver call it makes.
+    """
+    ref = weakref.ref(executor)
+
+    def gather(values: Sequence[Awaitable[Any]]) -> Awaitable[list[Any]]:
+        live = ref()
+        if live is None:
+            return asyncio.gather(*values)
+        return live.gather_async_work(values)
+
+    def track(values: Sequence[Any]) -> None:
+        live = ref()
+        if live is not None:
+            live.track_async_work(values)
+
+    return GraphQLResolveInfoHelpers(gather=gather, track=track)
+
+
 class PlainFieldExecutor(StrawberryGraphQLCoreExecutionContext):
     """Strawberry's executor, with plain fields completed directly (see the module doc)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.async_helpers = _weak_helpers(self)
         manager = self.middleware_manager
         # Middleware must see every resolver call: with any, every field takes the general path.
         self._direct = manager is None or not manager.middlewares
