@@ -182,7 +182,7 @@ class ExactUrlAiohttpTransport(AiohttpTransport):
                 length = response.content_length
                 if length is not None and length > max_bytes:
                     response.close()
-                    raise AnswerTooLarge(max_bytes, status)
+                    raise AnswerTooLarge(max_bytes, status, response.headers)
                 stream = response.content
                 pieces: list[bytes] = []
                 size = 0
@@ -191,7 +191,7 @@ class ExactUrlAiohttpTransport(AiohttpTransport):
                         size += len(piece)
                         if size > max_bytes:
                             response.close()
-                            raise AnswerTooLarge(max_bytes, status)
+                            raise AnswerTooLarge(max_bytes, status, response.headers)
                         pieces.append(piece)
                 except (aiohttp.ClientError, TimeoutError) as exc:
                     raise CutShort(_as_httpx(exc)) from exc

@@ -97,10 +97,11 @@ class AnswerTooLarge(Exception):
     """An answer whose body, decoded, is longer than ``limit`` bytes (by its Content-Length,
     or as it was read): reading stopped there and its connection was closed."""
 
-    def __init__(self, limit: int, status: int) -> None:
+    def __init__(self, limit: int, status: int, headers: Mapping[str, str]) -> None:
         super().__init__(f"the answer exceeded {limit} bytes")
         self.limit = limit
         self.status = status
+        self.headers = headers
 
 
 class Exchange(Protocol):
@@ -315,11 +316,14 @@ class UpstreamHttp:
                 method, url, sent, content, self._timeout, self._max_bytes
             )
         except AnswerTooLarge as exc:
-            raise errors.BadUpstreamResponse(
-                self._key,
-                f"{self._name} sent an answer that exceeded {exc.limit} bytes",
-                status=exc.status,
-            ) from None
+            if not _judged_by_status(exc.status):
+                raise errors.BadUpstreamResponse(
+                    self._key,
+                    f"{self._name} sent an answer that exceeded {exc.limit} bytes",
+                    status=exc.status,
+                ) from None
+            # A refusal or failure whose body nobody reads: its status says what happened.
+            response = Answer(exc.status, exc.headers, b"")
         except CutShort as exc:
             raise self._failure(exc.error, answered=True) from None
         except httpx.HTTPError as exc:
@@ -364,7 +368,7 @@ class UpstreamHttp:
             status = response.status_code
             length = declared_length(response.headers.get("content-length"))
             if length is not None and length > max_bytes:
-                raise AnswerTooLarge(max_bytes, status)
+                raise AnswerTooLarge(max_bytes, status, response.headers)
             decoder = BoundedDecoder(response.headers.get("content-encoding"))
             pieces: list[bytes] = []
             size = 0
@@ -372,12 +376,12 @@ class UpstreamHttp:
                 for piece in decoder.decode(raw):
                     size += len(piece)
                     if size > max_bytes:
-                        raise AnswerTooLarge(max_bytes, status)
+                        raise AnswerTooLarge(max_bytes, status, response.headers)
                     pieces.append(piece)
             for piece in decoder.flush():
                 size += len(piece)
                 if size > max_bytes:
-                    raise AnswerTooLarge(max_bytes, status)
+                    raise AnswerTooLarge(max_bytes, status, response.headers)
                 pieces.append(piece)
         except httpx.HTTPError as exc:
             raise CutShort(exc) from exc
@@ -423,6 +427,12 @@ class UpstreamHttp:
             f"{self._name} answered with unexpected HTTP {status}",
             status=status,
         )
+
+
+def _judged_by_status(status: int) -> bool:
+    """Whether ``UpstreamHttp`` turns an answer with this status into an error whatever its
+    body says (401, 403, 429, 5xx)."""
+    return status in {401, 403, 429} or status >= 500
 
 
 def _dropped(exc: httpx.TransportError, answered: bool) -> str:

@@ -83,7 +83,7 @@ class Hostile:
             body = self.under()
         elif self.mode == "under-gzip":
             body, extra = gzip.compress(self.under()), [(b"content-encoding", b"gzip")]
-        elif self.mode == "plain":
+        elif self.mode in ("plain", "error-page"):
             body = b" " * (8 * CAP)
         elif self.mode == "bomb":
             body, extra = BOMB, [(b"content-encoding", b"gzip")]
@@ -94,7 +94,9 @@ class Hostile:
             await self._chunked(receive, send, json)
             return
         length = [(b"content-length", str(len(body)).encode())]
-        await send({"type": "http.response.start", "status": 200, "headers": json + extra + length})
+        status = 503 if self.mode == "error-page" else 200
+        headers = json + extra + length
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
     async def _length_lie(self, send: Send, json: list[tuple[bytes, bytes]]) -> None:
@@ -261,6 +263,24 @@ async def test_the_bound_holds_at_the_edge_whatever_the_source(
         upstream.mode = "under-gzip"
         answer = await edge.send("GET", f"{url}/v1/access_tokens")
         assert answer.content == upstream.under()
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_an_error_status_over_the_bound_still_says_what_failed(
+    hostile: tuple[Hostile, str, Any], monkeypatch: pytest.MonkeyPatch, transport: str
+) -> None:
+    """A 503 with a body over the bound is the upstream failing (retried, counted by the
+    breaker as such), not a bad answer: its body is never read anyway."""
+    upstream, url, _source = hostile
+    monkeypatch.setenv(TRANSPORT_ENV, transport)
+    async with http_client() as client:
+        edge = UpstreamHttp(
+            key="up", name="Upstream", client=client, timeout_s=TIMEOUT_S, headers={},
+            credential="API token", max_answer_bytes=CAP,
+        )  # fmt: skip
+        upstream.mode = "error-page"
+        with pytest.raises(errors.UpstreamUnavailable, match=r"^Upstream failed \(HTTP 503\)$"):
+            await edge.send("GET", f"{url}/v1/access_tokens")
 
 
 def test_bounded_decoder_steps_and_refusals() -> None:
