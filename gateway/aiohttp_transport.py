@@ -160,10 +160,10 @@ class ExactUrlAiohttpTransport(AiohttpTransport):
         max_bytes: int,
     ) -> Answer:
         """One request and its whole answer straight over aiohttp (``http_edge.Exchange``):
-        no httpx request or response objects, and aiohttp decodes the body (in bounded
-        steps: it inflates no more than its buffer's size ahead of the reader). Same URL
-        handling, timeouts and failure mapping as ``handle_async_request``. The body is
-        read as it comes, up to ``max_bytes``: past that the connection is closed."""
+        no httpx request or response objects, and aiohttp decodes the body. Same URL
+        handling, timeouts and failure mapping as ``handle_async_request``. A body longer
+        than ``max_bytes`` is refused by its Content-Length, else read no further than
+        that."""
         if not isinstance(self.client, ClientSession):
             self.client = self.get_client()
         with _httpx_errors():
@@ -183,20 +183,31 @@ class ExactUrlAiohttpTransport(AiohttpTransport):
                 if length is not None and length > max_bytes:
                     response.close()
                     raise AnswerTooLarge(max_bytes, status, response.headers)
-                stream = response.content
-                pieces: list[bytes] = []
-                size = 0
                 try:
-                    while piece := await stream.readany():
-                        size += len(piece)
-                        if size > max_bytes:
-                            response.close()
-                            raise AnswerTooLarge(max_bytes, status, response.headers)
-                        pieces.append(piece)
+                    if length is not None and "Content-Encoding" not in response.headers:
+                        # The parser reads exactly Content-Length bytes and nothing decodes
+                        # them: the check above bounds the body (most answers).
+                        body = await response.read()
+                    else:
+                        body = await _read_at_most(response, max_bytes)
                 except (aiohttp.ClientError, TimeoutError) as exc:
                     raise CutShort(_as_httpx(exc)) from exc
-                body = pieces[0] if len(pieces) == 1 else b"".join(pieces)
                 return Answer(status, response.headers, body)
+
+
+async def _read_at_most(response: ClientResponse, max_bytes: int) -> bytes:
+    """The body as it comes (decoded: aiohttp inflates no more than its buffer's size ahead
+    of the reader), the connection closed once it passes ``max_bytes``."""
+    stream = response.content
+    pieces: list[bytes] = []
+    size = 0
+    while piece := await stream.readany():
+        size += len(piece)
+        if size > max_bytes:
+            response.close()
+            raise AnswerTooLarge(max_bytes, response.status, response.headers)
+        pieces.append(piece)
+    return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
 
 def _as_httpx(exc: Exception) -> httpx.HTTPError:
