@@ -369,25 +369,16 @@ class UpstreamHttp:
             length = declared_length(response.headers.get("content-length"))
             if length is not None and length > max_bytes:
                 raise AnswerTooLarge(max_bytes, status, response.headers)
-            decoder = BoundedDecoder(response.headers.get("content-encoding"))
-            pieces: list[bytes] = []
-            size = 0
-            async for raw in response.aiter_raw():
-                for piece in decoder.decode(raw):
-                    size += len(piece)
-                    if size > max_bytes:
-                        raise AnswerTooLarge(max_bytes, status, response.headers)
-                    pieces.append(piece)
-            for piece in decoder.flush():
-                size += len(piece)
-                if size > max_bytes:
+            if response.is_stream_consumed:  # read by its transport (httpx.MockTransport)
+                body = response.content
+                if len(body) > max_bytes:
                     raise AnswerTooLarge(max_bytes, status, response.headers)
-                pieces.append(piece)
+            else:
+                body = await _read_at_most(response, max_bytes)
         except httpx.HTTPError as exc:
             raise CutShort(exc) from exc
         finally:
             await response.aclose()
-        body = pieces[0] if len(pieces) == 1 else b"".join(pieces)
         return Answer(status, response.headers, body)
 
     def _failure(self, exc: httpx.HTTPError, *, answered: bool) -> errors.UpstreamError:
@@ -427,6 +418,28 @@ class UpstreamHttp:
             f"{self._name} answered with unexpected HTTP {status}",
             status=status,
         )
+
+
+async def _read_at_most(response: httpx.Response, max_bytes: int) -> bytes:
+    """A streamed answer's body, decoded here in bounded steps (httpx inflates each chunk
+    it reads whole), ``AnswerTooLarge`` as soon as it passes ``max_bytes``."""
+    decoder = BoundedDecoder(response.headers.get("content-encoding"))
+    pieces: list[bytes] = []
+    size = 0
+
+    def keep(piece: bytes) -> None:
+        nonlocal size
+        size += len(piece)
+        if size > max_bytes:
+            raise AnswerTooLarge(max_bytes, response.status_code, response.headers)
+        pieces.append(piece)
+
+    async for raw in response.aiter_raw():
+        for piece in decoder.decode(raw):
+            keep(piece)
+    for piece in decoder.flush():
+        keep(piece)
+    return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
 
 def _judged_by_status(status: int) -> bool:
