@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 from starlette.types import Receive, Scope, Send
 
@@ -333,3 +334,35 @@ def test_max_answer_bytes_bounds(
     else:
         with pytest.raises(ConfigError, match=r"tokengate.toml:6: .*max_answer_bytes"):
             load(path)
+
+
+def test_the_bound_is_per_answer_not_per_export(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``GET /export`` walks every page of a source: each answer is bounded, not the walk."""
+    bound = 64 * 1024
+    with simulators(("amper",), count=400) as running:
+        [sim] = running.values()
+        monkeypatch.setenv("TOKENGATE_BOOTSTRAP_TOKEN", BOOTSTRAP)
+        config = gateway_config(
+            tmp_path, sources=(dataclasses.replace(sim.source, max_answer_bytes=bound),)
+        )
+        with serve_in_thread(create_app(config)) as url:
+            sim.state.control.requests.clear()
+            response = httpx.get(
+                f"{url}/export",
+                headers={"Authorization": f"Bearer {BOOTSTRAP}", "Accept": "application/x-ndjson"},
+                timeout=60,
+            )
+        # The answers the walk read, asked again: each under the bound, together far over.
+        auth = {"Authorization": f"Bearer {sim.info['token']}"}
+        sizes = [
+            len(httpx.get(f"{sim.url}{r.path}", params=r.query, headers=auth).content)
+            for r in list(sim.state.control.requests)
+            if r.path == "/v1/access_tokens"
+        ]
+    assert response.status_code == 200, response.text
+    *records, trailer = [orjson.loads(line) for line in response.content.splitlines()]
+    assert trailer["failedSources"] == [] and trailer["complete"] is True
+    assert sum(1 for r in records if r["source"] == sim.source.key) == 400
+    assert max(sizes) <= bound < 2 * bound < sum(sizes), sizes
