@@ -26,7 +26,7 @@ from aiohttp import ClientResponse, ClientSession, ClientTimeout
 from aiohttp import http_exceptions as aiohttp_http
 from httpx_aiohttp import AiohttpTransport
 
-from tokengate.upstreams.http_edge import Answer, CutShort
+from tokengate.upstreams.http_edge import Answer, AnswerTooLarge, CutShort
 
 
 def exact_url(url: httpx.URL) -> yarl.URL:
@@ -157,10 +157,13 @@ class ExactUrlAiohttpTransport(AiohttpTransport):
         headers: Mapping[str, str],
         content: bytes | None,
         limits: httpx.Timeout,
+        max_bytes: int,
     ) -> Answer:
         """One request and its whole answer straight over aiohttp (``http_edge.Exchange``):
         no httpx request or response objects, and aiohttp decodes the body. Same URL
-        handling, timeouts and failure mapping as ``handle_async_request``."""
+        handling, timeouts and failure mapping as ``handle_async_request``. A body longer
+        than ``max_bytes`` is refused by its Content-Length, else read no further than
+        that."""
         if not isinstance(self.client, ClientSession):
             self.client = self.get_client()
         with _httpx_errors():
@@ -175,11 +178,36 @@ class ExactUrlAiohttpTransport(AiohttpTransport):
                     sock_connect=limits.connect, sock_read=limits.read, connect=limits.pool
                 ),
             ) as response:
+                status = response.status
+                length = response.content_length
+                if length is not None and length > max_bytes:
+                    response.close()
+                    raise AnswerTooLarge(max_bytes, status, response.headers)
                 try:
-                    body = await response.read()
+                    if length is not None and "Content-Encoding" not in response.headers:
+                        # The parser reads exactly Content-Length bytes and nothing decodes
+                        # them: the check above bounds the body (most answers).
+                        body = await response.read()
+                    else:
+                        body = await _read_at_most(response, max_bytes)
                 except (aiohttp.ClientError, TimeoutError) as exc:
                     raise CutShort(_as_httpx(exc)) from exc
-                return Answer(response.status, response.headers, body)
+                return Answer(status, response.headers, body)
+
+
+async def _read_at_most(response: ClientResponse, max_bytes: int) -> bytes:
+    """The body as it comes (decoded: aiohttp inflates no more than its buffer's size ahead
+    of the reader), the connection closed once it passes ``max_bytes``."""
+    stream = response.content
+    pieces: list[bytes] = []
+    size = 0
+    while piece := await stream.readany():
+        size += len(piece)
+        if size > max_bytes:
+            response.close()
+            raise AnswerTooLarge(max_bytes, response.status, response.headers)
+        pieces.append(piece)
+    return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
 
 def _as_httpx(exc: Exception) -> httpx.HTTPError:

@@ -21,6 +21,7 @@ from sqlalchemy.exc import ArgumentError
 
 from tokengate.gateway.persisted import ManifestError, load_manifest
 from tokengate.upstreams import providers
+from tokengate.upstreams.http_edge import DEFAULT_MAX_ANSWER_BYTES
 from tokengate.upstreams.ids import SOURCE_KEY_PATTERN
 
 CONFIG_ENV = "TOKENGATE_CONFIG"
@@ -34,6 +35,10 @@ MAX_SHUTDOWN_DELAY_S = 300.0
 LIMITS_STORAGE_URL_ENV = "TOKENGATE_LIMITS_STORAGE_URL"
 LOOKUP_RATE_ENV = "TOKENGATE_SECRET_LOOKUPS_PER_MINUTE"
 DEFAULT_STORE_URL = "sqlite:///./tokengate.db"
+# Bounds of a source's max_answer_bytes: below, an ordinary list page would not fit; above,
+# one answer could take a large part of a process's memory.
+MIN_ANSWER_BYTES = 64 * 1024
+MAX_ANSWER_BYTES = 1024 * 1024 * 1024
 
 
 class ConfigError(ValueError):
@@ -137,6 +142,8 @@ class SourceConfig:
     total_timeout_s: float | None = None
     max_concurrency: int = 20
     retries: int = 2
+    # The most bytes one answer's body may hold once decoded (a longer one is a bad answer).
+    max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES
     # Resolved from the environment variables the file names; never printed.
     credentials: Mapping[str, str] = field(default_factory=dict, repr=False)
     # The provider's own settings, as its ``parse_options`` returned them (upstreams.providers).
@@ -253,6 +260,7 @@ _COMMON_SOURCE_KEYS = frozenset(
         "total_timeout_s",
         "max_concurrency",
         "retries",
+        "max_answer_bytes",
     }
 )
 
@@ -884,6 +892,14 @@ def _source(
     retries = _typed(raw, "retries", int, 2, loc, "sources", index)
     if max_concurrency < 1 or not 0 <= retries <= 10:
         raise ConfigError(f"{where()}: max_concurrency must be >= 1 and retries 0..10")
+    max_answer_bytes = _typed(
+        raw, "max_answer_bytes", int, DEFAULT_MAX_ANSWER_BYTES, loc, "sources", index
+    )
+    if not MIN_ANSWER_BYTES <= max_answer_bytes <= MAX_ANSWER_BYTES:
+        raise ConfigError(
+            f"{where('max_answer_bytes')}: max_answer_bytes must be between "
+            f"{MIN_ANSWER_BYTES} (64 KiB) and {MAX_ANSWER_BYTES} (1 GiB)"
+        )
     return SourceConfig(
         key=key,
         provider=provider,
@@ -894,6 +910,7 @@ def _source(
         total_timeout_s=timeouts["total_timeout_s"] or None,
         max_concurrency=max_concurrency,
         retries=retries,
+        max_answer_bytes=max_answer_bytes,
         credentials=credentials,
         options=MappingProxyType(dict(options)),
     )

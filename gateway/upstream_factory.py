@@ -10,7 +10,7 @@ import httpx
 from tokengate.gateway.config import SourceConfig
 from tokengate.upstreams import providers
 from tokengate.upstreams.base import TokenSource
-from tokengate.upstreams.http_edge import Exchange
+from tokengate.upstreams.http_edge import USER_AGENT, Exchange
 from tokengate.upstreams.resilience import BreakerState, ResilientSource, TrafficPolicy
 
 
@@ -116,6 +116,9 @@ def http_client(max_connections: int = 100) -> httpx.AsyncClient:
         exchange = transport.exchange
     client = CookielessClient(
         transport=transport,
+        # Upstream adapters send it themselves (http_edge.UpstreamHttp); this names the
+        # gateway on the client's other requests too (a JWT key set).
+        headers={"User-Agent": USER_AGENT},
         limits=limits,
         timeout=httpx.Timeout(10.0, connect=5.0),
         follow_redirects=False,

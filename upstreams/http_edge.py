@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import json as stdlib_json
 import unicodedata
-from collections.abc import Mapping
+import zlib
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from functools import lru_cache
+from importlib import metadata
 from typing import Protocol
 from urllib.parse import quote
 
@@ -19,6 +21,19 @@ from opentelemetry.trace import Span, SpanKind, StatusCode
 
 from tokengate.upstreams import errors
 from tokengate.upstreams.trace_context import PROPAGATING, outbound_headers, tracer_var
+
+
+def _user_agent() -> str:
+    try:
+        return f"tokengate/{metadata.version('tokengate')}"
+    except metadata.PackageNotFoundError:  # pragma: no cover - run from a bare checkout
+        return "tokengate/0"
+
+
+# What every upstream request names the gateway as (not the HTTP library's default).
+USER_AGENT = _user_agent()
+# The default bound on one upstream answer's body, once decoded (``max_answer_bytes``).
+DEFAULT_MAX_ANSWER_BYTES = 16 * 1024 * 1024
 
 
 def base_url(value: str) -> str:
@@ -78,11 +93,26 @@ class CutShort(Exception):
         self.error = error
 
 
+class AnswerTooLarge(Exception):
+    """An answer whose body, decoded, is longer than ``limit`` bytes (by its Content-Length,
+    or as it was read): reading stopped there and its connection was closed."""
+
+    def __init__(self, limit: int, status: int, headers: Mapping[str, str]) -> None:
+        super().__init__(f"the answer exceeded {limit} bytes")
+        self.limit = limit
+        self.status = status
+        self.headers = headers
+
+
 class Exchange(Protocol):
     """One request sent and its whole answer read, failures raised as httpx's exceptions
     (after the headers: wrapped in ``CutShort``). The shared client may offer one as its
     ``exchange`` attribute: the aiohttp transport's skips httpx's request and response
-    machinery (gateway/aiohttp_transport.py)."""
+    machinery (gateway/aiohttp_transport.py).
+
+    A body (decoded) longer than ``max_bytes`` raises ``AnswerTooLarge``: refused by its
+    Content-Length before any of it is read, else as soon as the bytes read pass the bound,
+    holding at most ``max_bytes`` and one chunk."""
 
     async def __call__(
         self,
@@ -91,7 +121,88 @@ class Exchange(Protocol):
         headers: Mapping[str, str],
         content: bytes | None,
         limits: httpx.Timeout,
+        max_bytes: int,
     ) -> Answer: ...
+
+
+def declared_length(value: str | None) -> int | None:
+    """A Content-Length header's value (None when absent or not a number)."""
+    if value is None:
+        return None
+    value = value.strip()
+    return int(value) if value.isascii() and value.isdigit() else None
+
+
+# Decoded bytes produced per step: a few KB of gzip can inflate to gigabytes, so no step
+# decodes more than this at once.
+DECODE_STEP = 64 * 1024
+
+
+class BoundedDecoder:
+    """A body's ``Content-Encoding`` (identity, gzip, deflate, in any stack) undone in
+    steps of at most ``DECODE_STEP`` output bytes, so that a reader can stop at its bound
+    before a compressed bomb is inflated. Another coding is refused (``httpx.DecodingError``):
+    httpx asks for no other."""
+
+    def __init__(self, content_encoding: str | None) -> None:
+        codings = [c.strip().lower() for c in (content_encoding or "").split(",")]
+        self._layers: list[_Inflater] = []
+        for coding in reversed(codings):  # the last coding applied is undone first
+            if coding in ("", "identity"):
+                continue
+            if coding not in ("gzip", "x-gzip", "deflate"):
+                raise httpx.DecodingError(f"unsupported Content-Encoding {coding!r}")
+            self._layers.append(_Inflater(coding))
+
+    def decode(self, data: bytes) -> Iterator[bytes]:
+        """``data``'s decoded bytes, step by step."""
+        return self._through(0, data, final=False)
+
+    def flush(self) -> Iterator[bytes]:
+        """What the layers still hold once the body has ended."""
+        return self._through(0, b"", final=True)
+
+    def _through(self, index: int, data: bytes, *, final: bool) -> Iterator[bytes]:
+        if index == len(self._layers):
+            if data:
+                yield data
+            return
+        layer = self._layers[index]
+        for piece in layer.feed(data):
+            yield from self._through(index + 1, piece, final=False)
+        if final:
+            yield from self._through(index + 1, b"", final=True)
+
+
+class _Inflater:
+    """One gzip or deflate layer (deflate: zlib-wrapped, or raw as some servers send it)."""
+
+    def __init__(self, coding: str) -> None:
+        self._coding = coding
+        self._zlib: zlib._Decompress | None = None
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        try:
+            if self._zlib is None:
+                if not data:
+                    return
+                if self._coding == "deflate":
+                    # RFC 1950 header: compression method 8; else a raw deflate stream.
+                    wbits = zlib.MAX_WBITS if data[0] & 0x0F == 8 else -zlib.MAX_WBITS
+                else:
+                    wbits = zlib.MAX_WBITS | 16
+                self._zlib = zlib.decompressobj(wbits)
+            decompressor = self._zlib
+            pending = data
+            while True:
+                out = decompressor.decompress(pending, DECODE_STEP)
+                pending = decompressor.unconsumed_tail
+                if out:
+                    yield out
+                if not out or (len(out) < DECODE_STEP and not pending):
+                    return
+        except zlib.error as exc:
+            raise httpx.DecodingError(f"cannot decode Content-Encoding {self._coding}") from exc
 
 
 def json_body(value: object) -> bytes:
@@ -121,6 +232,7 @@ class UpstreamHttp:
         headers: Mapping[str, str],
         credential: str,
         connect_timeout_s: float | None = None,
+        max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
     ) -> None:
         self._key = key
         self._name = name
@@ -130,7 +242,8 @@ class UpstreamHttp:
         connect = timeout_s if connect_timeout_s is None else min(connect_timeout_s, timeout_s)
         self._connect_s = connect
         self._timeout = httpx.Timeout(timeout_s, connect=connect)
-        self._headers = dict(headers)
+        self._max_bytes = max_answer_bytes
+        self._headers = {"User-Agent": USER_AGENT, **headers}
         self._credential = credential
         exchange: Exchange | None = getattr(client, "exchange", None)
         self._exchange: Exchange = exchange or self._httpx_exchange
@@ -199,7 +312,18 @@ class UpstreamHttp:
         """A failure says whether any answer had begun (``CutShort``)."""
         sent = outbound_headers(headers, span)
         try:
-            response = await self._exchange(method, url, sent, content, self._timeout)
+            response = await self._exchange(
+                method, url, sent, content, self._timeout, self._max_bytes
+            )
+        except AnswerTooLarge as exc:
+            if not _judged_by_status(exc.status):
+                raise errors.BadUpstreamResponse(
+                    self._key,
+                    f"{self._name} sent an answer that exceeded {exc.limit} bytes",
+                    status=exc.status,
+                ) from None
+            # A refusal or failure whose body nobody reads: its status says what happened.
+            response = Answer(exc.status, exc.headers, b"")
         except CutShort as exc:
             raise self._failure(exc.error, answered=True) from None
         except httpx.HTTPError as exc:
@@ -230,19 +354,32 @@ class UpstreamHttp:
         headers: Mapping[str, str],
         content: bytes | None,
         limits: httpx.Timeout,
+        max_bytes: int,
     ) -> Answer:
-        """The exchange over httpx's API (any transport: its own, a mock in unit tests)."""
+        """The exchange over httpx's API (any transport: its own, a mock in unit tests).
+
+        The raw body is decoded here, not by httpx: httpx inflates each chunk it reads
+        whole, and one chunk of a gzip bomb can inflate to gigabytes."""
         request = self._client.build_request(
             method, url, content=content, headers=headers, timeout=limits
         )
         response = await self._client.send(request, stream=True)
         try:
-            await response.aread()
+            status = response.status_code
+            length = declared_length(response.headers.get("content-length"))
+            if length is not None and length > max_bytes:
+                raise AnswerTooLarge(max_bytes, status, response.headers)
+            if response.is_stream_consumed:  # read by its transport (httpx.MockTransport)
+                body = response.content
+                if len(body) > max_bytes:
+                    raise AnswerTooLarge(max_bytes, status, response.headers)
+            else:
+                body = await _read_at_most(response, max_bytes)
         except httpx.HTTPError as exc:
             raise CutShort(exc) from exc
         finally:
             await response.aclose()
-        return Answer(response.status_code, response.headers, response.content)
+        return Answer(status, response.headers, body)
 
     def _failure(self, exc: httpx.HTTPError, *, answered: bool) -> errors.UpstreamError:
         """What happened, in words free of URLs and secrets: only a time limit that ran out
@@ -281,6 +418,34 @@ class UpstreamHttp:
             f"{self._name} answered with unexpected HTTP {status}",
             status=status,
         )
+
+
+async def _read_at_most(response: httpx.Response, max_bytes: int) -> bytes:
+    """A streamed answer's body, decoded here in bounded steps (httpx inflates each chunk
+    it reads whole), ``AnswerTooLarge`` as soon as it passes ``max_bytes``."""
+    decoder = BoundedDecoder(response.headers.get("content-encoding"))
+    pieces: list[bytes] = []
+    size = 0
+
+    def keep(piece: bytes) -> None:
+        nonlocal size
+        size += len(piece)
+        if size > max_bytes:
+            raise AnswerTooLarge(max_bytes, response.status_code, response.headers)
+        pieces.append(piece)
+
+    async for raw in response.aiter_raw():
+        for piece in decoder.decode(raw):
+            keep(piece)
+    for piece in decoder.flush():
+        keep(piece)
+    return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+
+def _judged_by_status(status: int) -> bool:
+    """Whether ``UpstreamHttp`` turns an answer with this status into an error whatever its
+    body says (401, 403, 429, 5xx)."""
+    return status in {401, 403, 429} or status >= 500
 
 
 def _dropped(exc: httpx.TransportError, answered: bool) -> str:
@@ -332,10 +497,15 @@ def retry_after_seconds(value: str | None) -> float | None:
 
 
 __all__ = [
+    "DEFAULT_MAX_ANSWER_BYTES",
+    "USER_AGENT",
     "Answer",
+    "AnswerTooLarge",
+    "BoundedDecoder",
     "CutShort",
     "Exchange",
     "UpstreamHttp",
+    "declared_length",
     "json_body",
     "path_segment",
     "request_url",

@@ -8,7 +8,7 @@ from typing import NotRequired, TypedDict
 
 import httpx
 
-from tokengate.upstreams.http_edge import UpstreamHttp
+from tokengate.upstreams.http_edge import DEFAULT_MAX_ANSWER_BYTES, UpstreamHttp
 from tokengate.upstreams.http_edge import base_url as checked_base_url
 from tokengate.upstreams.model import Capabilities, Provider
 
@@ -22,6 +22,7 @@ class Upstream(TypedDict):
     client: httpx.AsyncClient
     timeout_s: NotRequired[float]
     connect_timeout_s: NotRequired[float | None]
+    max_answer_bytes: NotRequired[int]
 
 
 class HttpSource:
@@ -42,6 +43,7 @@ class HttpSource:
         client: httpx.AsyncClient,
         timeout_s: float = 10.0,
         connect_timeout_s: float | None = None,
+        max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
     ) -> None:
         self._base = checked_base_url(base_url)
         self._key = key
@@ -52,6 +54,7 @@ class HttpSource:
             client=client,
             timeout_s=timeout_s,
             connect_timeout_s=connect_timeout_s,
+            max_answer_bytes=max_answer_bytes,
             headers=headers,
             credential=credential,
         )

@@ -50,6 +50,9 @@ class SourceSettings(Protocol):
     def connect_timeout_s(self) -> float: ...
 
     @property
+    def max_answer_bytes(self) -> int: ...
+
+    @property
     def credentials(self) -> Mapping[str, str]: ...
 
     @property

@@ -80,8 +80,9 @@ region = "us"
 ENV = {"RESALE_KEY": "resale-secret-value"}
 OLD_KNOWN = (
     "application_id, application_ids, base_url, client_id_env, client_id_file, "
-    "client_secret_env, client_secret_file, connect_timeout_s, key, max_concurrency, "
-    "name, page_size_param, provider, retries, timeout_s, token_env, token_file, "
+    "client_secret_env, client_secret_file, connect_timeout_s, key, max_answer_bytes, "
+    "max_concurrency, name, page_size_param, provider, retries, timeout_s, token_env, "
+    "token_file, "
     "total_timeout_s"
 )
 

@@ -35,6 +35,7 @@ def _build(source: SourceSettings, client: httpx.AsyncClient) -> TokenSource:
         page_size_param=option_str(source, "page_size_param"),
         timeout_s=source.timeout_s,
         connect_timeout_s=source.connect_timeout_s,
+        max_answer_bytes=source.max_answer_bytes,
     )
 
 

@@ -43,6 +43,7 @@ def _build(source: SourceSettings, client: httpx.AsyncClient) -> TokenSource:
         application_ids=option_strs(source, "application_ids"),
         timeout_s=source.timeout_s,
         connect_timeout_s=source.connect_timeout_s,
+        max_answer_bytes=source.max_answer_bytes,
     )
 
 

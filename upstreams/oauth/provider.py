@@ -19,6 +19,7 @@ def _build(source: SourceSettings, client: httpx.AsyncClient) -> TokenSource:
         client_secret=source.credentials["client_secret"],
         timeout_s=source.timeout_s,
         connect_timeout_s=source.connect_timeout_s,
+        max_answer_bytes=source.max_answer_bytes,
     )
 
 
