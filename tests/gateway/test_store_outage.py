@@ -148,9 +148,11 @@ def test_sqlite_file_gone_under_the_gateway(
         [(store, loop)] = opened
 
         def unmount() -> None:
-            # Close the pooled connections (on the gateway's own loop), then take the
-            # database away so that new ones cannot open it.
+            # Close the pooled connections (on the gateway's own loop; the list reads'
+            # own engine too), then take the database away so that new ones cannot open
+            # it.
             asyncio.run_coroutine_threadsafe(store.engine.dispose(), loop).result(timeout=10)
+            store.reads_engine.dispose()
             folder.rename(tmp_path / "away")
 
         def remount() -> None:
