@@ -26,7 +26,7 @@ from aiohttp import ClientResponse, ClientSession, ClientTimeout
 from aiohttp import http_exceptions as aiohttp_http
 from httpx_aiohttp import AiohttpTransport
 
-from tokengate.upstreams.http_edge import Answer, AnswerTooLarge, CutShort
+from tokengate.upstreams.http_edge import Answer, AnswerTooLarge, BoundedBody, CutShort
 
 
 def exact_url(url: httpx.URL) -> yarl.URL:
@@ -198,16 +198,14 @@ class ExactUrlAiohttpTransport(AiohttpTransport):
 async def _read_at_most(response: ClientResponse, max_bytes: int) -> bytes:
     """The body as it comes (decoded: aiohttp inflates no more than its buffer's size ahead
     of the reader), the connection closed once it passes ``max_bytes``."""
-    stream = response.content
-    pieces: list[bytes] = []
-    size = 0
-    while piece := await stream.readany():
-        size += len(piece)
-        if size > max_bytes:
-            response.close()
-            raise AnswerTooLarge(max_bytes, response.status, response.headers)
-        pieces.append(piece)
-    return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+    body = BoundedBody(max_bytes, response.status, response.headers)
+    try:
+        while piece := await response.content.readany():
+            body.add(piece)
+    except AnswerTooLarge:
+        response.close()
+        raise
+    return body.value()
 
 
 def _as_httpx(exc: Exception) -> httpx.HTTPError:

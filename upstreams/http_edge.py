@@ -311,18 +311,14 @@ class UpstreamHttp:
     ) -> Answer:
         """A failure says whether any answer had begun (``CutShort``)."""
         sent = outbound_headers(headers, span)
+        too_large: AnswerTooLarge | None = None
         try:
             response = await self._exchange(
                 method, url, sent, content, self._timeout, self._max_bytes
             )
         except AnswerTooLarge as exc:
-            if not _judged_by_status(exc.status):
-                raise errors.BadUpstreamResponse(
-                    self._key,
-                    f"{self._name} sent an answer that exceeded {exc.limit} bytes",
-                    status=exc.status,
-                ) from None
-            # A refusal or failure whose body nobody reads: its status says what happened.
+            # Judged by its status first (a refusal or failure whose body nobody reads).
+            too_large = exc
             response = Answer(exc.status, exc.headers, b"")
         except CutShort as exc:
             raise self._failure(exc.error, answered=True) from None
@@ -344,6 +340,12 @@ class UpstreamHttp:
         if status >= 500:
             raise errors.UpstreamUnavailable(
                 self._key, f"{self._name} failed (HTTP {status})", status=status
+            )
+        if too_large is not None:
+            raise errors.BadUpstreamResponse(
+                self._key,
+                f"{self._name} sent an answer that exceeded {too_large.limit} bytes",
+                status=status,
             )
         return response
 
@@ -420,32 +422,39 @@ class UpstreamHttp:
         )
 
 
+class BoundedBody:
+    """An answer's body gathered as it is read, ``AnswerTooLarge`` as soon as it passes
+    ``limit`` bytes (both exchanges read through one)."""
+
+    def __init__(self, limit: int, status: int, headers: Mapping[str, str]) -> None:
+        self._limit = limit
+        self._status = status
+        self._headers = headers
+        self._pieces: list[bytes] = []
+        self._size = 0
+
+    def add(self, piece: bytes) -> None:
+        self._size += len(piece)
+        if self._size > self._limit:
+            raise AnswerTooLarge(self._limit, self._status, self._headers)
+        self._pieces.append(piece)
+
+    def value(self) -> bytes:
+        pieces = self._pieces
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+
 async def _read_at_most(response: httpx.Response, max_bytes: int) -> bytes:
     """A streamed answer's body, decoded here in bounded steps (httpx inflates each chunk
     it reads whole), ``AnswerTooLarge`` as soon as it passes ``max_bytes``."""
     decoder = BoundedDecoder(response.headers.get("content-encoding"))
-    pieces: list[bytes] = []
-    size = 0
-
-    def keep(piece: bytes) -> None:
-        nonlocal size
-        size += len(piece)
-        if size > max_bytes:
-            raise AnswerTooLarge(max_bytes, response.status_code, response.headers)
-        pieces.append(piece)
-
+    body = BoundedBody(max_bytes, response.status_code, response.headers)
     async for raw in response.aiter_raw():
         for piece in decoder.decode(raw):
-            keep(piece)
+            body.add(piece)
     for piece in decoder.flush():
-        keep(piece)
-    return pieces[0] if len(pieces) == 1 else b"".join(pieces)
-
-
-def _judged_by_status(status: int) -> bool:
-    """Whether ``UpstreamHttp`` turns an answer with this status into an error whatever its
-    body says (401, 403, 429, 5xx)."""
-    return status in {401, 403, 429} or status >= 500
+        body.add(piece)
+    return body.value()
 
 
 def _dropped(exc: httpx.TransportError, answered: bool) -> str:
@@ -501,6 +510,7 @@ __all__ = [
     "USER_AGENT",
     "Answer",
     "AnswerTooLarge",
+    "BoundedBody",
     "BoundedDecoder",
     "CutShort",
     "Exchange",
